@@ -1,0 +1,99 @@
+//! Periodic work each instance does: reloading signing keys and the CORS
+//! allow-list (so a key added by `keys rotate` is published and used on
+//! time, and a new public client can call the token endpoint), and
+//! deleting expired rows in small batches.
+
+use std::time::Duration;
+
+use actix_web::web;
+use chrono::Utc;
+
+use crate::http::with_store;
+use crate::state::AppState;
+use crate::storage;
+use crate::storage::cleanup::{Lifetimes, Sweep};
+
+/// Rows per cleanup statement.
+pub const CLEANUP_BATCH: i64 = 500;
+
+/// Starts the background loops; abort the handle to stop them.
+pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let reload_every = state.settings.key_reload_interval;
+        let cleanup_every = state.settings.cleanup_interval;
+        let mut since_cleanup = Duration::ZERO;
+        loop {
+            actix_web::rt::time::sleep(reload_every).await;
+            reload(&state).await;
+            since_cleanup += reload_every;
+            if since_cleanup >= cleanup_every {
+                since_cleanup = Duration::ZERO;
+                cleanup(&state, CLEANUP_BATCH).await;
+            }
+        }
+    })
+}
+
+/// Reloads signing keys and CORS origins, and deletes keys that are no
+/// longer published.
+pub async fn reload(state: &web::Data<AppState>) {
+    let rows = with_store(state, |store| storage::keys::load_all(store.conn)).await;
+    match rows {
+        Ok(rows) => {
+            let now = Utc::now();
+            if let Err(e) = state.keys.replace(&rows, now) {
+                tracing::error!(error = %e, "cannot load signing keys");
+            }
+            let expired = state.keys.snapshot().expired_kids(now);
+            if !expired.is_empty() {
+                match with_store(state, move |store| storage::keys::delete(store.conn, &expired)).await {
+                    Ok(n) => tracing::info!(deleted = n, "retired signing keys removed"),
+                    Err(e) => tracing::warn!(error = %e, "cannot remove retired signing keys"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot reload signing keys"),
+    }
+    if let Err(e) = crate::http::cors::reload(state).await {
+        tracing::warn!(error = %e, "cannot reload CORS origins");
+    }
+}
+
+/// Runs every sweep until it finds nothing more, one batch per statement.
+/// Returns the rows touched per sweep.
+pub async fn cleanup(state: &web::Data<AppState>, batch: i64) -> Vec<(Sweep, usize)> {
+    let lifetimes = Lifetimes {
+        session_idle: state.settings.session_idle_ttl,
+        access_token: state.settings.access_token_ttl,
+    };
+    let mut report = Vec::new();
+    for sweep in Sweep::ALL {
+        let mut total = 0;
+        loop {
+            let now = Utc::now();
+            let done = with_store(state, move |store| {
+                storage::cleanup::sweep_batch(store.conn, sweep, now, batch, lifetimes)
+            })
+            .await;
+            match done {
+                Ok(n) => {
+                    total += n;
+                    if n < usize::try_from(batch).unwrap_or(usize::MAX) {
+                        break;
+                    }
+                    // Leave room for request traffic between batches.
+                    actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, sweep = sweep.name(), "cleanup failed");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(sweep = sweep.name(), rows = total, "expired rows removed");
+        }
+        report.push((sweep, total));
+    }
+    report
+}

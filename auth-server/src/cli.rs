@@ -1,0 +1,236 @@
+//! The command line (`INTERFACE.md`, "Command line of auth-server"). Each
+//! command prints JSON on success; bad input is one line on standard error
+//! and exit status 1, and nothing is written.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::crypto::ServerKeys;
+use crate::domain::{Password, PasswordHash, Roles, Username};
+use crate::registration::ClientRegistration;
+use crate::startup::{self, Application};
+use crate::storage;
+
+#[derive(Debug, Parser)]
+#[command(name = "auth-server", version, about = "OAuth 2.1 authorization server")]
+pub struct Cli {
+    /// Settings file (KEY=VALUE lines, same names as the environment).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate, then serve (the default).
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create(UserCreate),
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreate {
+    #[arg(long)]
+    pub username: String,
+    /// user or admin; repeat for several.
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<String>,
+    /// Read the password from standard input (it is never taken from argv).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client.
+    Create(ClientCreate),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("kind").required(true).args(["public", "confidential"]))]
+pub struct ClientCreate {
+    #[arg(long)]
+    pub name: String,
+    /// A browser or native app that cannot keep a secret.
+    #[arg(long)]
+    pub public: bool,
+    /// A server-side client; a secret is generated and shown once.
+    #[arg(long)]
+    pub confidential: bool,
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[arg(long = "grant-type")]
+    pub grant_types: Vec<String>,
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Skip the consent page for this client.
+    #[arg(long)]
+    pub first_party: bool,
+    /// May call the introspection endpoint.
+    #[arg(long)]
+    pub allow_introspection: bool,
+    #[arg(long = "audience")]
+    pub audiences: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a signing key; it is published now and signs after
+    /// AUTH_KEY_ACTIVATION_DELAY seconds.
+    Rotate,
+}
+
+/// A command failure: the message for standard error.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}").map_err(|e| CliError(format!("cannot write output: {e}")))
+}
+
+/// Reads the whole of standard input and drops one trailing line break.
+fn read_password() -> Result<String, CliError> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| CliError(format!("cannot read the password from standard input: {e}")))?;
+    let trimmed = input
+        .strip_suffix("\r\n")
+        .or_else(|| input.strip_suffix('\n'))
+        .unwrap_or(&input);
+    Ok(trimmed.to_owned())
+}
+
+pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliError> {
+    let username = Username::parse(&args.username).map_err(CliError)?;
+    let roles = Roles::parse(&args.roles).map_err(CliError)?;
+    let password = Password::parse(&read_password()?, &username).map_err(CliError)?;
+    let hash = PasswordHash::create(&password).map_err(CliError)?;
+    let pool = startup::open_database(settings)?;
+    let mut conn = pool.get()?;
+    let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Utc::now()).map_err(
+        |e| match e {
+            storage::users::CreateUserError::UsernameTaken => {
+                CliError(format!("username {username} is already taken"))
+            }
+            storage::users::CreateUserError::Store(e) => CliError(e.to_string()),
+        },
+    )?;
+    print_json(&json!({
+        "id": user.id,
+        "username": user.username,
+        "roles": user.roles.to_strings(),
+    }))
+}
+
+pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliError> {
+    let new = ClientRegistration {
+        name: args.name,
+        confidential: args.confidential,
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        grant_types: args.grant_types,
+        scopes: args.scopes,
+        audiences: args.audiences,
+        first_party: args.first_party,
+        allow_introspection: args.allow_introspection,
+    }
+    .check(&settings.default_audience)?;
+    let pool = startup::open_database(settings)?;
+    let mut conn = pool.get()?;
+    storage::clients::insert(&mut conn, &new.client, Utc::now())?;
+    let client = &new.client;
+    let mut out = json!({
+        "client_id": client.client_id,
+        "name": client.name,
+        "client_type": client.kind.as_str(),
+        "redirect_uris": client.redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scope": client.scopes.to_string(),
+        "audiences": client.audiences,
+        "first_party": client.first_party,
+        "allow_introspection": client.allow_introspection,
+    });
+    if let Some(secret) = &new.secret {
+        out["client_secret"] = json!(secret);
+    }
+    print_json(&out)
+}
+
+pub fn rotate_keys(settings: &Settings) -> Result<(), CliError> {
+    let pool = startup::open_database(settings)?;
+    let master = startup::master_key(&settings.key_encryption_key)?;
+    let server_keys = ServerKeys::derive(&master)?;
+    // Fails early if the configured key cannot open the existing keys.
+    startup::load_keys(&pool, &server_keys, settings)?;
+    let now = Utc::now();
+    let delay = chrono::Duration::from_std(settings.key_activation_delay)?;
+    let row = crate::keys::generate(&server_keys.signing_key_wrap, now, now + delay)?;
+    let mut conn = pool.get()?;
+    storage::keys::insert(&mut conn, &row)?;
+    print_json(&json!({ "kid": row.kid, "alg": row.alg, "activates_at": row.activates_at.to_rfc3339() }))
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let (settings, unknown) = Settings::load(cli.config.as_deref())?;
+    let serving = matches!(cli.command, None | Some(Command::Serve) | Some(Command::Migrate));
+    if serving {
+        oauth_common::telemetry::init(settings.log_format);
+    } else {
+        // Commands print JSON on stdout; keep their logs on stderr, quiet.
+        oauth_common::telemetry::init_quiet_stderr();
+    }
+    for name in unknown {
+        tracing::warn!(variable = %name, "ignoring unknown AUTH_ environment variable");
+    }
+    match cli.command {
+        None | Some(Command::Serve) => serve(settings),
+        Some(Command::Migrate) => {
+            startup::open_database(&settings)?;
+            Ok(())
+        }
+        Some(Command::User(UserCommand::Create(args))) => create_user(&settings, &args),
+        Some(Command::Client(ClientCommand::Create(args))) => create_client(&settings, args),
+        Some(Command::Keys(KeysCommand::Rotate)) => rotate_keys(&settings),
+    }
+}
+
+fn serve(settings: Settings) -> Result<(), CliError> {
+    let issuer = settings.issuer.as_str().to_owned();
+    let app = Application::build(settings)?;
+    tracing::info!(port = app.port(), admin_port = app.admin_port(), issuer = %issuer, "auth-server listening");
+    actix_web::rt::System::new()
+        .block_on(app.run_until_stopped())
+        .map_err(|e| CliError(format!("server error: {e}")))
+}

@@ -1,0 +1,63 @@
+//! The auth-server's cookies. All are `HttpOnly`, `Secure`, `Path=/`; over
+//! https their names carry the `__Host-` prefix, which makes the browser
+//! refuse them from subdomains or without `Secure`.
+//!
+//! `SameSite=Lax`, not `Strict`, for the session: the authorization request
+//! arrives as a top-level navigation from the application's site, and a
+//! `Strict` cookie would not be sent with it, so a signed-in user would be
+//! asked to sign in again on every authorization (see `docs/security.md`).
+
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+
+/// Cookie names for this deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct CookieNames {
+    pub session: &'static str,
+    pub login: &'static str,
+}
+
+pub fn names(https: bool) -> CookieNames {
+    if https {
+        CookieNames {
+            session: "__Host-session",
+            login: "__Host-login",
+        }
+    } else {
+        CookieNames {
+            session: "session",
+            login: "login",
+        }
+    }
+}
+
+fn base(name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Lax)
+        .finish()
+}
+
+/// A browser-session cookie (gone when the browser closes; the server-side
+/// session has its own idle and absolute expiry).
+pub fn set(name: &'static str, value: String) -> Cookie<'static> {
+    base(name, value)
+}
+
+pub fn remove(name: &'static str) -> Cookie<'static> {
+    let mut cookie = base(name, String::new());
+    cookie.set_max_age(CookieDuration::ZERO);
+    cookie
+}
+
+/// A cookie value we issued: 43 base64url characters. Anything else is
+/// ignored.
+pub fn read(req: &HttpRequest, name: &str) -> Option<String> {
+    req.cookie(name).map(|c| c.value().to_owned()).filter(|v| {
+        v.len() == 43
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}

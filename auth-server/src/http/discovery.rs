@@ -1,0 +1,72 @@
+//! Authorization server metadata (RFC 8414) and the JWKS.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::config::Issuer;
+use crate::domain::Scope;
+use crate::state::AppState;
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// The metadata document, computed once at start-up.
+pub fn metadata_document(issuer: &Issuer) -> Value {
+    json!({
+        "issuer": issuer.as_str(),
+        "authorization_endpoint": issuer.url("/authorize"),
+        "token_endpoint": issuer.url("/token"),
+        "jwks_uri": issuer.url(JWKS_PATH),
+        "introspection_endpoint": issuer.url("/introspect"),
+        "revocation_endpoint": issuer.url("/revoke"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "scopes_supported": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(state.metadata.clone())
+}
+
+/// The JWKS from memory. Its max-age is kept well under the key activation
+/// delay, so a pre-published key reaches every cache before it signs.
+pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let keys = state.keys.snapshot();
+    let (body, etag) = keys.jwks_document();
+    let max_age = (state.settings.key_activation_delay.as_secs() / 3).min(300);
+    let cache_control = if max_age == 0 {
+        "no-cache".to_owned()
+    } else {
+        format!("public, max-age={max_age}")
+    };
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache_control));
+    if not_modified {
+        response.finish()
+    } else {
+        response
+            .content_type("application/jwk-set+json")
+            .body(body.to_owned())
+    }
+}

@@ -1,0 +1,69 @@
+//! Protocol errors as RFC 6749 section 5.2 JSON responses.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::protocol::OAuthError;
+
+/// An [`OAuthError`] at the HTTP edge of the JSON endpoints (token,
+/// introspection, revocation).
+#[derive(Debug)]
+pub struct OAuthJson(pub OAuthError);
+
+impl From<OAuthError> for OAuthJson {
+    fn from(e: OAuthError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<crate::protocol::StoreError> for OAuthJson {
+    fn from(e: crate::protocol::StoreError) -> Self {
+        Self(OAuthError::from_store(e))
+    }
+}
+
+impl std::fmt::Display for OAuthJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.code())
+    }
+}
+
+impl ResponseError for OAuthJson {
+    fn status_code(&self) -> StatusCode {
+        match self.0 {
+            OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // temporarily_unavailable is an authorization-endpoint code; the JSON
+        // endpoints say server_error with a 503.
+        let code = match self.0 {
+            OAuthError::TemporarilyUnavailable => "server_error",
+            ref other => other.code(),
+        };
+        let body = match self.0.description() {
+            Some(description) => json!({ "error": code, "error_description": description }),
+            None => json!({ "error": code }),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        if matches!(self.0, OAuthError::InvalidClient { used_basic: true }) {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth\", charset=\"UTF-8\""),
+            ));
+        }
+        if matches!(self.0, OAuthError::TemporarilyUnavailable) {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        response.json(body)
+    }
+}

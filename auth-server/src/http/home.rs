@@ -1,0 +1,50 @@
+//! `GET /`: who is signed in here; and the stylesheet.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+
+use super::{find_session, pages, session_cookie, with_store};
+use crate::state::AppState;
+
+pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let raw = session_cookie(&req, &state);
+    let idle = state.settings.session_idle_ttl;
+    let session = with_store(&state, move |store| {
+        find_session(store, raw.as_deref(), Utc::now(), idle)
+    })
+    .await;
+    let body = match session {
+        Ok(Some(session)) => crate::pages::message_page(
+            "Signed in",
+            &format!(
+                "You are signed in as {}. Sign out at /logout.",
+                session.user.username
+            ),
+        ),
+        Ok(None) => crate::pages::message_page("Not signed in", "Applications send you here to sign in."),
+        Err(e) => {
+            let error = crate::protocol::OAuthError::from_store(e);
+            return pages::error(
+                error_status(&error),
+                "Unavailable",
+                "The service is temporarily unavailable.",
+            );
+        }
+    };
+    pages::html(StatusCode::OK, body, &[])
+}
+
+pub fn error_status(error: &crate::protocol::OAuthError) -> StatusCode {
+    match error {
+        crate::protocol::OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(crate::pages::STYLESHEET)
+}

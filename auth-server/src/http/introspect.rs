@@ -1,0 +1,50 @@
+//! `POST /introspect` (RFC 7662): for confidential clients registered with
+//! `--allow-introspection`; anyone else gets 401.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+
+use super::token::authenticated_client;
+use super::{OAuthJson, with_store};
+use crate::domain::ClientKind;
+use crate::protocol::OAuthError;
+use crate::protocol::introspect;
+use crate::state::AppState;
+
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthJson> {
+    let (params, client) = authenticated_client(&req, &state, &body).await?;
+    if client.kind != ClientKind::Confidential || !client.allow_introspection {
+        return Err(OAuthError::InvalidClient {
+            used_basic: req.headers().contains_key(header::AUTHORIZATION),
+        }
+        .into());
+    }
+    if params.is_repeated("token") {
+        return Err(OAuthError::InvalidRequest("token is repeated").into());
+    }
+    let Some(token) = params.get("token").map(str::to_owned) else {
+        return Err(OAuthError::InvalidRequest("token is required").into());
+    };
+    let hint = params.get("token_type_hint").map(str::to_owned);
+    let st = state.clone();
+    let answer = with_store(&state, move |store| {
+        let keys = st.keys.snapshot();
+        introspect::introspect(
+            &token,
+            hint.as_deref(),
+            &st.policy.issuer,
+            keys.as_ref(),
+            store,
+            Utc::now(),
+        )
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(answer))
+}

@@ -1,0 +1,150 @@
+//! `GET /logout` (a confirmation form) and `POST /logout` (CSRF-protected):
+//! ends the browser session and revokes every refresh-token family the
+//! session produced. `post_logout_redirect_uri` is followed only when it
+//! exactly matches a URI registered for the `client_id` given with it.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+
+use super::{cookies, find_session, form_params, pages, query_params, session_cookie, with_store};
+use crate::client_cache::CachedClients;
+use crate::crypto;
+use crate::protocol::client_auth::ClientDirectory as _;
+use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
+use crate::protocol::{OAuthError, Params, StoreError};
+use crate::state::AppState;
+use crate::storage;
+
+/// The validated place to go after logout, with `state` appended.
+fn destination(
+    state: &AppState,
+    store: &mut crate::storage::store::PgStore<'_>,
+    params: &Params,
+) -> Result<Option<String>, StoreError> {
+    let (Some(uri), Some(client_id)) = (params.get("post_logout_redirect_uri"), params.get("client_id"))
+    else {
+        return Ok(None);
+    };
+    let mut clients = CachedClients {
+        cache: &state.clients,
+        store,
+    };
+    let Some(client) = clients.client(client_id)? else {
+        return Ok(None);
+    };
+    if !client.accepts_post_logout_redirect(uri) {
+        return Ok(None);
+    }
+    let Ok(mut url) = url::Url::parse(uri) else {
+        return Ok(None);
+    };
+    if let Some(s) = params.get("state") {
+        url.query_pairs_mut().append_pair("state", s);
+    }
+    Ok(Some(url.into()))
+}
+
+fn origin_of(location: &str) -> Vec<String> {
+    url::Url::parse(location)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .into_iter()
+        .collect()
+}
+
+fn unavailable(e: StoreError) -> HttpResponse {
+    let error = OAuthError::from_store(e);
+    pages::error(
+        super::home::error_status(&error),
+        "Unavailable",
+        "The service is temporarily unavailable. Please try again.",
+    )
+}
+
+pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = query_params(&req);
+    let raw = session_cookie(&req, &state);
+    let st = state.clone();
+    let found = with_store(&state, move |store| {
+        let session = find_session(store, raw.as_deref(), Utc::now(), st.settings.session_idle_ttl)?;
+        Ok((session, destination(&st, store, &params)?))
+    })
+    .await;
+    let (session, destination) = match found {
+        Ok(found) => found,
+        Err(e) => return unavailable(e),
+    };
+    let (Some(session), Some(raw)) = (session, session_cookie(&req, &state)) else {
+        return match destination {
+            Some(location) => pages::redirect(&location, false),
+            None => pages::html(
+                StatusCode::OK,
+                crate::pages::message_page("Signed out", "You are not signed in."),
+                &[],
+            ),
+        };
+    };
+    let Ok(token) = csrf_token(&state.server_keys.csrf, CsrfPurpose::Logout, &raw) else {
+        return unavailable(StoreError::Failed("csrf".into()));
+    };
+    let action = if req.query_string().is_empty() {
+        "/logout".to_owned()
+    } else {
+        format!("/logout?{}", req.query_string())
+    };
+    let origins = destination.as_deref().map(origin_of).unwrap_or_default();
+    pages::html(
+        StatusCode::OK,
+        crate::pages::logout_page(&action, &token, &session.user.username),
+        &origins,
+    )
+}
+
+pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let params = query_params(&req);
+    let form = form_params(&body).unwrap_or_default();
+    let Some(raw) = session_cookie(&req, &state) else {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "This page expired",
+            "You are not signed in.",
+        );
+    };
+    if !csrf_ok(
+        &state.server_keys.csrf,
+        CsrfPurpose::Logout,
+        &raw,
+        form.get("csrf_token").unwrap_or(""),
+    ) {
+        tracing::warn!("logout refused: CSRF token missing or wrong");
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "This page expired",
+            "The sign-out form expired. Open the sign-out page again.",
+        );
+    }
+    let st = state.clone();
+    let done = with_store(&state, move |store| {
+        let hash = crypto::token_hash(&raw);
+        let revoked = storage::grants::revoke_session_families(store.conn, &hash, Utc::now())?;
+        store.delete_session(&hash)?;
+        Ok((revoked, destination(&st, store, &params)?))
+    })
+    .await;
+    let (revoked, destination) = match done {
+        Ok(done) => done,
+        Err(e) => return unavailable(e),
+    };
+    tracing::info!(revoked_families = revoked, "logged out");
+    let mut response = match destination {
+        Some(location) => pages::redirect(&location, true),
+        None => pages::html(
+            StatusCode::OK,
+            crate::pages::message_page("Signed out", "You have signed out."),
+            &[],
+        ),
+    };
+    let _ = response.add_cookie(&cookies::remove(state.cookies.session));
+    response
+}

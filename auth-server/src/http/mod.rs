@@ -1,0 +1,120 @@
+//! The public HTTP surface: one file per endpoint. Handlers extract, call
+//! the protocol, and map the outcome; they hold no OAuth logic.
+
+mod authorize;
+pub mod cookies;
+pub mod cors;
+pub mod discovery;
+mod error;
+mod home;
+mod introspect;
+mod login;
+mod logout;
+pub mod pages;
+mod revoke;
+mod token;
+
+use actix_web::middleware::from_fn;
+use actix_web::{HttpRequest, web};
+use chrono::{DateTime, Utc};
+use oauth_common::db;
+
+pub use error::OAuthJson;
+
+use crate::crypto;
+use crate::protocol::session::{Session, SessionStore as _};
+use crate::protocol::{Params, StoreError};
+use crate::state::AppState;
+use crate::storage::store::PgStore;
+
+/// Largest form body the protocol endpoints read.
+const FORM_LIMIT: usize = 16 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(FORM_LIMIT))
+        .route("/", web::get().to(home::home))
+        .route("/static/style.css", web::get().to(home::stylesheet))
+        .route("/login", web::get().to(login::show))
+        .route("/login", web::post().to(login::submit))
+        .route("/authorize", web::get().to(authorize::show))
+        .route("/authorize", web::post().to(authorize::decide))
+        .route("/logout", web::get().to(logout::show))
+        .route("/logout", web::post().to(logout::submit))
+        .route("/introspect", web::post().to(introspect::introspect))
+        .service(
+            web::resource("/revoke")
+                .wrap(from_fn(cors::cors))
+                .route(web::post().to(revoke::revoke)),
+        )
+        .service(
+            web::resource("/token")
+                .wrap(from_fn(cors::cors))
+                .route(web::post().to(token::token)),
+        )
+        .service(
+            web::resource("/.well-known/oauth-authorization-server")
+                .wrap(from_fn(cors::cors))
+                .route(web::get().to(discovery::metadata)),
+        )
+        .service(
+            web::resource(discovery::JWKS_PATH)
+                .wrap(from_fn(cors::cors))
+                .route(web::get().to(discovery::jwks)),
+        );
+}
+
+/// Runs `f` with a store on the blocking pool.
+pub async fn with_store<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut PgStore<'_>) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = state.pool.clone();
+    db::blocking(move || {
+        let mut conn = pool
+            .get_timeout(db::CHECKOUT_TIMEOUT)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut store = PgStore::new(&mut conn);
+        f(&mut store)
+    })
+    .await
+}
+
+/// The query string as parameters.
+pub fn query_params(req: &HttpRequest) -> Params {
+    Params::parse(req.query_string())
+}
+
+/// Whether the request body is a form (RFC 6749 section 3.2).
+pub fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// A form body as parameters; `None` if it is not UTF-8.
+pub fn form_params(body: &[u8]) -> Option<Params> {
+    std::str::from_utf8(body).ok().map(Params::parse)
+}
+
+/// The raw session id from the cookie, if any.
+pub fn session_cookie(req: &HttpRequest, state: &AppState) -> Option<String> {
+    cookies::read(req, state.cookies.session)
+}
+
+/// Looks up the browser session for a raw session id (inside a store
+/// closure).
+pub fn find_session(
+    store: &mut PgStore<'_>,
+    raw: Option<&str>,
+    now: DateTime<Utc>,
+    idle: std::time::Duration,
+) -> Result<Option<Session>, StoreError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+    store.find_session(&crypto::token_hash(raw), now, idle)
+}

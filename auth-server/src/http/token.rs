@@ -1,0 +1,145 @@
+//! `POST /token` (RFC 6749 section 3.2): client authentication, then one
+//! of the grants. Every answer carries `Cache-Control: no-store`.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+
+use super::{OAuthJson, form_params, is_form, with_store};
+use crate::domain::GrantType;
+use crate::model::Client;
+use crate::protocol::client_auth::{self, ClientDirectory as _};
+use crate::protocol::client_credentials;
+use crate::protocol::engine::{self, CodeExchange};
+use crate::protocol::refresh::{self, RefreshOutcome, RefreshRequest};
+use crate::protocol::tokens::TokenResponse;
+use crate::protocol::{OAuthError, Params};
+use crate::state::AppState;
+
+/// The client from the cache, or from the database on a miss.
+pub async fn load_client(
+    state: &web::Data<AppState>,
+    client_id: &str,
+) -> Result<Option<Arc<Client>>, OAuthJson> {
+    if let Some(client) = state.clients.get(client_id) {
+        return Ok(Some(client));
+    }
+    let id = client_id.to_owned();
+    let found = with_store(state, move |store| store.client(&id)).await?;
+    Ok(found.map(|c| state.clients.put(c)))
+}
+
+/// Reads a protocol form body and authenticates the client.
+pub async fn authenticated_client(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    body: &[u8],
+) -> Result<(Params, Arc<Client>), OAuthJson> {
+    if !is_form(req) {
+        return Err(OAuthError::InvalidRequest("the body must be application/x-www-form-urlencoded").into());
+    }
+    let params = form_params(body).ok_or(OAuthError::InvalidRequest("the body is not valid UTF-8"))?;
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let credentials = client_auth::extract(authorization, &params)?;
+    let client = load_client(state, credentials.client_id()).await?;
+    client_auth::authenticate(&credentials, client.as_deref())?;
+    let client = client.ok_or(OAuthError::InvalidClient {
+        used_basic: credentials.used_basic(),
+    })?;
+    Ok((params, client))
+}
+
+pub fn token_response(response: &TokenResponse) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(response)
+}
+
+#[tracing::instrument(skip_all, fields(grant_type = tracing::field::Empty, client_id = tracing::field::Empty))]
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthJson> {
+    // The grant type is checked first, so an unsupported one is named as
+    // such whoever asks.
+    let early = form_params(&body).unwrap_or_default();
+    let grant = match early.get("grant_type") {
+        None if early.is_repeated("grant_type") => {
+            return Err(OAuthError::InvalidRequest("grant_type is repeated").into());
+        }
+        None => return Err(OAuthError::InvalidRequest("grant_type is required").into()),
+        Some(g) => GrantType::parse(g).map_err(|_| OAuthError::UnsupportedGrantType)?,
+    };
+    tracing::Span::current().record("grant_type", grant.as_str());
+    let (params, client) = authenticated_client(&req, &state, &body).await?;
+    tracing::Span::current().record("client_id", client.client_id.as_str());
+    if params.first_repeated().is_some() {
+        return Err(OAuthError::InvalidRequest("a parameter is repeated").into());
+    }
+    if !client.allows_grant(grant) {
+        return Err(OAuthError::UnauthorizedClient("the client may not use this grant type").into());
+    }
+    let now = Utc::now();
+    let response = match grant {
+        GrantType::AuthorizationCode => {
+            let st = state.clone();
+            with_store(&state, move |store| {
+                let signer = st.keys.snapshot();
+                Ok(engine::exchange_code(
+                    &CodeExchange {
+                        params: &params,
+                        client: &client,
+                        policy: &st.policy,
+                        signer: signer.as_ref(),
+                        now,
+                    },
+                    store,
+                ))
+            })
+            .await??
+        }
+        GrantType::RefreshToken => {
+            let st = state.clone();
+            let outcome = with_store(&state, move |store| {
+                let signer = st.keys.snapshot();
+                refresh::refresh(
+                    &RefreshRequest {
+                        params: &params,
+                        client: &client,
+                        policy: &st.policy,
+                        signer: signer.as_ref(),
+                        grace_key: &st.server_keys.refresh_grace,
+                        now,
+                    },
+                    store,
+                )
+            })
+            .await?;
+            match outcome {
+                RefreshOutcome::Issued(response) => response,
+                RefreshOutcome::Refused(error) => {
+                    if matches!(
+                        error,
+                        OAuthError::InvalidGrant("the refresh token was already used")
+                    ) {
+                        state.metrics.event("refresh_reuse_detected");
+                    }
+                    return Err(error.into());
+                }
+            }
+        }
+        GrantType::ClientCredentials => {
+            let keys = state.keys.snapshot();
+            client_credentials::issue(&params, &client, &state.policy, keys.as_ref(), now)?
+        }
+    };
+    tracing::debug!("token issued");
+    Ok(token_response(&response))
+}

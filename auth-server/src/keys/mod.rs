@@ -1,0 +1,405 @@
+//! Signing keys: creation, encryption at rest, the in-memory key set every
+//! request signs with, and the JWKS document.
+//!
+//! Lifecycle (see `docs/keys.md`): a key is *published* from the moment it
+//! is created; it *signs* from `activates_at` until a newer key activates
+//! (`keys rotate` sets `activates_at` in the future, so resource servers
+//! learn the key before any token uses it); after that it stays published
+//! until every token it signed has expired (access-token lifetime plus a
+//! minute of clock leeway), then it is dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use josekit::jwk::Jwk;
+use josekit::jwk::KeyPair as _;
+use josekit::jws::alg::ecdsa::{EcdsaJwsSigner, EcdsaJwsVerifier};
+use josekit::jws::{ES256, JwsHeader};
+use josekit::jwt::{self, JwtPayload};
+use serde_json::{Map, Value, json};
+
+use crate::crypto::{self, CryptoError};
+use crate::storage::keys::KeyRow;
+
+/// The only algorithm we sign with (RFC 9068 requires an asymmetric one).
+pub const ALG: &str = "ES256";
+
+/// Clock leeway added to a retired key's publication.
+const RETIREMENT_LEEWAY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError(pub String);
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl From<josekit::JoseError> for KeyError {
+    fn from(e: josekit::JoseError) -> Self {
+        KeyError(e.to_string())
+    }
+}
+
+impl From<CryptoError> for KeyError {
+    fn from(e: CryptoError) -> Self {
+        KeyError(e.0)
+    }
+}
+
+impl From<KeyError> for crate::protocol::StoreError {
+    fn from(e: KeyError) -> Self {
+        crate::protocol::StoreError::Failed(e.0)
+    }
+}
+
+/// RFC 7638 thumbprint of a P-256 public JWK, used as its `kid`.
+fn thumbprint(jwk: &Jwk) -> Result<String, KeyError> {
+    let member = |name: &str| -> Result<&str, KeyError> {
+        jwk.parameter(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| KeyError(format!("public key lacks {name}")))
+    };
+    let canonical = format!(
+        r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+        member("crv")?,
+        member("x")?,
+        member("y")?
+    );
+    Ok(crypto::b64url(&crypto::sha256(canonical.as_bytes())))
+}
+
+/// Generates a new ES256 key, sealed for storage.
+pub fn generate(
+    wrap_key: &[u8; 32],
+    now: DateTime<Utc>,
+    activates_at: DateTime<Utc>,
+) -> Result<KeyRow, KeyError> {
+    let pair = ES256.generate_key_pair()?;
+    let mut jwk = pair.to_jwk_public_key();
+    let kid = thumbprint(&jwk)?;
+    jwk.set_key_id(&kid);
+    jwk.set_algorithm(ALG);
+    jwk.set_key_use("sig");
+    let sealed = crypto::seal(wrap_key, &pair.to_der_private_key(), kid.as_bytes())?;
+    Ok(KeyRow {
+        kid,
+        alg: ALG.to_owned(),
+        public_jwk: jwk.to_string(),
+        private_key_sealed: sealed,
+        created_at: now,
+        activates_at,
+    })
+}
+
+/// A key ready to sign, decrypted once per process.
+pub struct LoadedKey {
+    pub kid: String,
+    pub activates_at: DateTime<Utc>,
+    signer: EcdsaJwsSigner,
+    verifier: EcdsaJwsVerifier,
+    public_jwk: Map<String, Value>,
+}
+
+impl std::fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedKey")
+            .field("kid", &self.kid)
+            .field("activates_at", &self.activates_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedKey {
+    fn open(row: &KeyRow, wrap_key: &[u8; 32]) -> Result<Self, KeyError> {
+        if row.alg != ALG {
+            return Err(KeyError(format!(
+                "key {} has unsupported alg {}",
+                row.kid, row.alg
+            )));
+        }
+        let der = crypto::open(wrap_key, &row.private_key_sealed, row.kid.as_bytes()).map_err(|_| {
+            KeyError(format!(
+                "cannot decrypt signing key {}: AUTH_KEY_ENCRYPTION_KEY differs from the one it was stored with",
+                row.kid
+            ))
+        })?;
+        let signer = ES256.signer_from_der(&der)?;
+        let jwk = Jwk::from_bytes(row.public_jwk.as_bytes())?;
+        let verifier = ES256.verifier_from_jwk(&jwk)?;
+        Ok(Self {
+            kid: row.kid.clone(),
+            activates_at: row.activates_at,
+            signer,
+            verifier,
+            public_jwk: jwk.into(),
+        })
+    }
+}
+
+/// The keys as of one reload: which signs when, which are published.
+#[derive(Debug)]
+pub struct KeySet {
+    /// Ascending by `activates_at`.
+    keys: Vec<Arc<LoadedKey>>,
+    access_token_ttl: Duration,
+    /// The JWKS document as of the reload, served as is.
+    jwks_body: String,
+    jwks_etag: String,
+}
+
+impl KeySet {
+    /// The key that signs at `now`: the newest one already active.
+    pub fn signing_key(&self, now: DateTime<Utc>) -> Option<&LoadedKey> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|k| k.activates_at <= now)
+            .map(AsRef::as_ref)
+    }
+
+    /// Keys a verifier may meet at `now`: pending ones, the signing one, and
+    /// retired ones whose tokens may still be unexpired.
+    pub fn published(&self, now: DateTime<Utc>) -> Vec<&LoadedKey> {
+        let keep_after = chrono::Duration::from_std(self.access_token_ttl + RETIREMENT_LEEWAY)
+            .unwrap_or(chrono::Duration::MAX);
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| match self.keys.get(i + 1) {
+                None => true,
+                Some(next) => now < next.activates_at + keep_after,
+            })
+            .map(|(_, k)| k.as_ref())
+            .collect()
+    }
+
+    /// Kids that are no longer published and can be deleted.
+    pub fn expired_kids(&self, now: DateTime<Utc>) -> Vec<String> {
+        let published: Vec<&str> = self.published(now).iter().map(|k| k.kid.as_str()).collect();
+        self.keys
+            .iter()
+            .filter(|k| !published.contains(&k.kid.as_str()))
+            .map(|k| k.kid.clone())
+            .collect()
+    }
+
+    /// The JWKS document (public keys only) for `now`.
+    pub fn jwks(&self, now: DateTime<Utc>) -> Value {
+        let keys: Vec<Value> = self
+            .published(now)
+            .into_iter()
+            .rev()
+            .map(|k| Value::Object(k.public_jwk.clone()))
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// Verifies a token we signed with a key that is still published, and
+    /// returns its claims. Checks the signature, `alg` (from the key, never
+    /// from the token) and `typ: at+jwt`; the caller checks the claims.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<Map<String, Value>> {
+        let published = self.published(now);
+        let (payload, header) = jwt::decode_with_verifier_selector(token, |header| {
+            Ok(header
+                .key_id()
+                .and_then(|kid| published.iter().find(|k| k.kid == kid))
+                .map(|k| &k.verifier as &dyn josekit::jws::JwsVerifier))
+        })
+        .ok()?;
+        if header.token_type() != Some("at+jwt") {
+            return None;
+        }
+        Some(payload.claims_set().clone())
+    }
+
+    /// The JWKS document computed at the last reload, and its ETag.
+    pub fn jwks_document(&self) -> (&str, &str) {
+        (&self.jwks_body, &self.jwks_etag)
+    }
+
+    /// Signs `claims` as an RFC 9068 access token (`typ: at+jwt`).
+    pub fn sign(&self, claims: Map<String, Value>, now: DateTime<Utc>) -> Result<String, KeyError> {
+        let key = self
+            .signing_key(now)
+            .ok_or_else(|| KeyError("no active signing key".into()))?;
+        let mut header = JwsHeader::new();
+        header.set_token_type("at+jwt");
+        header.set_key_id(&key.kid);
+        let payload = JwtPayload::from_map(claims)?;
+        Ok(jwt::encode_with_signer(&payload, &header, &key.signer)?)
+    }
+}
+
+impl crate::protocol::tokens::AccessTokenSigner for KeySet {
+    fn sign(
+        &self,
+        claims: Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<String, crate::protocol::StoreError> {
+        KeySet::sign(self, claims, now).map_err(Into::into)
+    }
+}
+
+impl crate::protocol::introspect::AccessTokenVerifier for KeySet {
+    fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<Map<String, Value>> {
+        KeySet::verify(self, token, now)
+    }
+}
+
+/// The process-wide, periodically reloaded key set.
+pub struct KeyManager {
+    current: RwLock<Arc<KeySet>>,
+    wrap_key: [u8; 32],
+    access_token_ttl: Duration,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager").finish_non_exhaustive()
+    }
+}
+
+impl KeyManager {
+    pub fn new(
+        rows: &[KeyRow],
+        wrap_key: [u8; 32],
+        access_token_ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Self, KeyError> {
+        let set = Self::build(rows, &wrap_key, access_token_ttl, None, now)?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(set)),
+            wrap_key,
+            access_token_ttl,
+        })
+    }
+
+    fn build(
+        rows: &[KeyRow],
+        wrap_key: &[u8; 32],
+        access_token_ttl: Duration,
+        previous: Option<&KeySet>,
+        now: DateTime<Utc>,
+    ) -> Result<KeySet, KeyError> {
+        let known: HashMap<&str, &Arc<LoadedKey>> = previous
+            .map(|p| p.keys.iter().map(|k| (k.kid.as_str(), k)).collect())
+            .unwrap_or_default();
+        let mut keys = rows
+            .iter()
+            .map(|row| match known.get(row.kid.as_str()) {
+                Some(k) => Ok(Arc::clone(k)),
+                None => LoadedKey::open(row, wrap_key).map(Arc::new),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        keys.sort_by_key(|k| k.activates_at);
+        let mut set = KeySet {
+            keys,
+            access_token_ttl,
+            jwks_body: String::new(),
+            jwks_etag: String::new(),
+        };
+        set.jwks_body = set.jwks(now).to_string();
+        set.jwks_etag = format!(
+            "\"{}\"",
+            crypto::b64url(&crypto::sha256(set.jwks_body.as_bytes())[..16])
+        );
+        Ok(set)
+    }
+
+    /// The key set to use for this request.
+    pub fn snapshot(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the key set with freshly loaded rows.
+    pub fn replace(&self, rows: &[KeyRow], now: DateTime<Utc>) -> Result<(), KeyError> {
+        let previous = self.snapshot();
+        let set = Self::build(rows, &self.wrap_key, self.access_token_ttl, Some(&previous), now)?;
+        match self.current.write() {
+            Ok(mut guard) => *guard = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).single().unwrap()
+    }
+
+    const WRAP: [u8; 32] = [9u8; 32];
+
+    #[test]
+    fn pending_key_is_published_but_does_not_sign_until_active() {
+        let first = generate(&WRAP, t(0), t(0)).unwrap();
+        let second = generate(&WRAP, t(100), t(1000)).unwrap();
+        let manager = KeyManager::new(
+            &[first.clone(), second.clone()],
+            WRAP,
+            Duration::from_secs(600),
+            t(0),
+        )
+        .unwrap();
+        let set = manager.snapshot();
+        assert_eq!(set.signing_key(t(500)).unwrap().kid, first.kid);
+        assert_eq!(set.published(t(500)).len(), 2);
+        assert_eq!(set.signing_key(t(1000)).unwrap().kid, second.kid);
+        // The first key signed until t(1000); its tokens live 600 s more,
+        // plus leeway.
+        assert_eq!(set.published(t(1000 + 600 + 59)).len(), 2);
+        let later = set.published(t(1000 + 600 + 61));
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].kid, second.kid);
+        assert_eq!(set.expired_kids(t(1000 + 600 + 61)), vec![first.kid]);
+    }
+
+    #[test]
+    fn jwks_holds_public_keys_only_with_kid_alg_and_use() {
+        let row = generate(&WRAP, t(0), t(0)).unwrap();
+        let manager =
+            KeyManager::new(std::slice::from_ref(&row), WRAP, Duration::from_secs(600), t(0)).unwrap();
+        let jwks = manager.snapshot().jwks(t(1));
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kid"], row.kid.as_str());
+        assert_eq!(key["alg"], "ES256");
+        assert_eq!(key["use"], "sig");
+        assert_eq!(key["kty"], "EC");
+        assert!(key.get("d").is_none(), "private part leaked: {key}");
+    }
+
+    #[test]
+    fn a_wrong_wrapping_key_is_a_clear_error() {
+        let row = generate(&WRAP, t(0), t(0)).unwrap();
+        let e = KeyManager::new(&[row], [1u8; 32], Duration::from_secs(600), t(0)).unwrap_err();
+        assert!(e.0.contains("AUTH_KEY_ENCRYPTION_KEY"), "{e}");
+    }
+
+    #[test]
+    fn signed_token_has_at_jwt_type_and_kid() {
+        let row = generate(&WRAP, t(0), t(0)).unwrap();
+        let manager =
+            KeyManager::new(std::slice::from_ref(&row), WRAP, Duration::from_secs(600), t(0)).unwrap();
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!("u1"));
+        let token = manager.snapshot().sign(claims, t(1)).unwrap();
+        let header = josekit::jwt::decode_header(&token).unwrap();
+        assert_eq!(header.claim("typ"), Some(&json!("at+jwt")));
+        assert_eq!(header.claim("kid"), Some(&json!(row.kid)));
+        assert_eq!(header.claim("alg"), Some(&json!("ES256")));
+    }
+}

@@ -1,0 +1,40 @@
+use super::{escape, layout};
+
+/// A page that explains why the request cannot go on (and never redirects).
+pub fn error_page(title: &str, message: &str) -> String {
+    layout(
+        title,
+        &format!(
+            "<h1>{}</h1>\n<p class=\"error\" role=\"alert\">{}</p>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}
+
+/// A page with a heading and a line of text.
+pub fn message_page(title: &str, message: &str) -> String {
+    layout(
+        title,
+        &format!("<h1>{}</h1>\n<p>{}</p>", escape(title), escape(message)),
+    )
+}
+
+/// The logout confirmation: a form so a cross-site link cannot log the user
+/// out by itself.
+pub fn logout_page(action: &str, csrf_token: &str, username: &str) -> String {
+    layout(
+        "Sign out",
+        &format!(
+            r#"<h1>Sign out?</h1>
+<p>You are signed in as <strong>{user}</strong>.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<button type="submit">Sign out</button>
+</form>"#,
+            user = escape(username),
+            action = escape(action),
+            csrf = escape(csrf_token),
+        ),
+    )
+}

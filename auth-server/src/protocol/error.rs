@@ -1,0 +1,130 @@
+//! The OAuth error vocabulary (RFC 6749 sections 4.1.2.1 and 5.2, RFC 7009,
+//! RFC 7662). The wire text of an error comes from its variant and a static
+//! description, never from a lower-level error's `to_string()`.
+
+use std::fmt;
+
+/// A failure of our own (database down, RNG failure). The cause goes to the
+/// log; clients only ever see `server_error` or `temporarily_unavailable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database cannot be reached; answered with 503.
+    Unavailable(String),
+    /// Anything else; answered with 500.
+    Failed(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(c) => write!(f, "store unavailable: {c}"),
+            StoreError::Failed(c) => write!(f, "store failed: {c}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<crate::crypto::CryptoError> for StoreError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        StoreError::Failed(e.0)
+    }
+}
+
+/// An error the protocol reports to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthError {
+    /// `invalid_request`: a parameter is missing, repeated, malformed or not
+    /// supported.
+    InvalidRequest(&'static str),
+    /// `invalid_client`: client authentication failed (unknown client, no
+    /// authentication, wrong secret, unsupported method). HTTP 401, with
+    /// `WWW-Authenticate: Basic` when the client tried Basic.
+    InvalidClient { used_basic: bool },
+    /// `invalid_grant`: the code or refresh token is invalid, expired,
+    /// revoked, already used, issued to another client, or does not match
+    /// the redirect URI or the PKCE verifier.
+    InvalidGrant(&'static str),
+    /// `unauthorized_client`: the client may not use this grant type or
+    /// response type.
+    UnauthorizedClient(&'static str),
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `unsupported_response_type` (authorization endpoint).
+    UnsupportedResponseType,
+    /// `invalid_scope`: malformed, or nothing of it can be granted, or wider
+    /// than the original grant on refresh.
+    InvalidScope(&'static str),
+    /// `access_denied`: the user (or policy) refused.
+    AccessDenied,
+    /// `unsupported_token_type` (RFC 7009 section 2.2.1).
+    UnsupportedTokenType,
+    /// `server_error`: an unexpected failure; the cause is logged.
+    ServerError,
+    /// `temporarily_unavailable`: the database is down; HTTP 503.
+    TemporarilyUnavailable,
+}
+
+impl OAuthError {
+    /// The RFC error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::UnsupportedResponseType => "unsupported_response_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::AccessDenied => "access_denied",
+            OAuthError::UnsupportedTokenType => "unsupported_token_type",
+            OAuthError::ServerError => "server_error",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// A short, fixed explanation safe to show anyone.
+    pub fn description(&self) -> Option<&'static str> {
+        match self {
+            OAuthError::InvalidRequest(d)
+            | OAuthError::InvalidGrant(d)
+            | OAuthError::UnauthorizedClient(d)
+            | OAuthError::InvalidScope(d) => Some(d),
+            OAuthError::InvalidClient { .. } => Some("client authentication failed"),
+            OAuthError::UnsupportedGrantType => Some("grant_type is not supported"),
+            OAuthError::UnsupportedResponseType => Some("only response_type=code is supported"),
+            OAuthError::AccessDenied => Some("the request was denied"),
+            OAuthError::UnsupportedTokenType => None,
+            OAuthError::ServerError => Some("the server could not complete the request"),
+            OAuthError::TemporarilyUnavailable => Some("the service is temporarily unavailable"),
+        }
+    }
+
+    /// Logs a store failure and turns it into the error the client sees.
+    pub fn from_store(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::error!(cause = %cause, "database unavailable");
+                OAuthError::TemporarilyUnavailable
+            }
+            StoreError::Failed(cause) => {
+                tracing::error!(cause = %cause, "internal failure");
+                OAuthError::ServerError
+            }
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        OAuthError::from_store(e)
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::error::Error for OAuthError {}

@@ -1,0 +1,21 @@
+//! OAuth decisions, apart from HTTP and SQL: this module imports neither
+//! actix nor diesel. Storage is reached through small traits defined next to
+//! the code that uses them; time is always a parameter.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod client_credentials;
+pub mod engine;
+mod error;
+pub mod grants;
+pub mod introspect;
+mod params;
+pub mod pkce;
+pub mod refresh;
+pub mod revoke;
+pub mod scope;
+pub mod session;
+pub mod tokens;
+
+pub use error::{OAuthError, StoreError};
+pub use params::Params;

@@ -1,0 +1,257 @@
+//! Client registration: turns what an operator typed into a checked
+//! [`Client`] and, for confidential clients, a new secret that is shown once
+//! and stored only as a SHA-256 digest.
+
+use std::collections::BTreeSet;
+
+use crate::crypto::{self, CryptoError};
+use crate::domain::{ClientKind, GrantType, RedirectUri, Scope, ScopeSet};
+use crate::model::Client;
+
+/// What `auth-server client create` was given.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRegistration {
+    pub name: String,
+    pub confidential: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub first_party: bool,
+    pub allow_introspection: bool,
+}
+
+/// A client ready to store, and its secret if it has one.
+pub struct NewClient {
+    pub client: Client,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum RegistrationError {
+    Invalid(String),
+    Crypto(CryptoError),
+}
+
+impl std::fmt::Display for RegistrationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistrationError::Invalid(m) => f.write_str(m),
+            RegistrationError::Crypto(e) => write!(f, "cannot generate credentials: {e}"),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> RegistrationError {
+    RegistrationError::Invalid(message.into())
+}
+
+fn dedup<T: Ord + Clone>(items: Vec<T>) -> Vec<T> {
+    let mut seen = BTreeSet::new();
+    items.into_iter().filter(|i| seen.insert(i.clone())).collect()
+}
+
+impl ClientRegistration {
+    /// Checks the registration. Defaults: grant types `authorization_code`
+    /// and `refresh_token` when redirect URIs are given, otherwise
+    /// `client_credentials` (confidential clients only); scopes
+    /// `profile notes:read notes:write` (`admin` only when asked for);
+    /// audience `default_audience`.
+    pub fn check(self, default_audience: &str) -> Result<NewClient, RegistrationError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(invalid("client name must be 1-200 printable characters"));
+        }
+        let kind = if self.confidential {
+            ClientKind::Confidential
+        } else {
+            ClientKind::Public
+        };
+        let parse_uris = |list: &[String]| -> Result<Vec<RedirectUri>, RegistrationError> {
+            list.iter()
+                .map(|u| RedirectUri::parse(u).map_err(RegistrationError::Invalid))
+                .collect::<Result<Vec<_>, _>>()
+                .map(dedup_uris)
+        };
+        let redirect_uris = parse_uris(&self.redirect_uris)?;
+        let post_logout_redirect_uris = parse_uris(&self.post_logout_redirect_uris)?;
+
+        let grant_types: BTreeSet<GrantType> = if self.grant_types.is_empty() {
+            if !redirect_uris.is_empty() {
+                [GrantType::AuthorizationCode, GrantType::RefreshToken].into()
+            } else if kind == ClientKind::Confidential {
+                [GrantType::ClientCredentials].into()
+            } else {
+                return Err(invalid("a public client needs at least one --redirect-uri"));
+            }
+        } else {
+            self.grant_types
+                .iter()
+                .map(|g| GrantType::parse(g).map_err(RegistrationError::Invalid))
+                .collect::<Result<_, _>>()?
+        };
+        if kind == ClientKind::Public && grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(invalid("client_credentials needs a confidential client"));
+        }
+        if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+            return Err(invalid("authorization_code needs at least one --redirect-uri"));
+        }
+        if grant_types.contains(&GrantType::RefreshToken)
+            && !grant_types.contains(&GrantType::AuthorizationCode)
+        {
+            return Err(invalid("refresh_token is only issued with authorization_code"));
+        }
+        if !grant_types.contains(&GrantType::AuthorizationCode) && !redirect_uris.is_empty() {
+            return Err(invalid(
+                "--redirect-uri is only used with the authorization_code grant",
+            ));
+        }
+        if self.allow_introspection && kind == ClientKind::Public {
+            return Err(invalid("--allow-introspection needs a confidential client"));
+        }
+
+        let scopes = if self.scopes.is_empty() {
+            [Scope::Profile, Scope::NotesRead, Scope::NotesWrite]
+                .into_iter()
+                .collect()
+        } else {
+            ScopeSet::parse_known(&self.scopes).map_err(RegistrationError::Invalid)?
+        };
+
+        let audiences = if self.audiences.is_empty() {
+            vec![default_audience.to_owned()]
+        } else {
+            dedup(self.audiences)
+        };
+        for aud in &audiences {
+            if aud.is_empty() || aud.len() > 2000 || aud.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(format!(
+                    "audience {aud:?} must be a non-empty string without spaces"
+                )));
+            }
+        }
+
+        let client_id = crypto::b64url(&crypto::random_bytes::<16>().map_err(RegistrationError::Crypto)?);
+        let (secret, secret_hash) = match kind {
+            ClientKind::Confidential => {
+                let secret = crypto::random_token().map_err(RegistrationError::Crypto)?;
+                let hash = crypto::token_hash(&secret);
+                (Some(secret), Some(hash))
+            }
+            ClientKind::Public => (None, None),
+        };
+
+        Ok(NewClient {
+            client: Client {
+                client_id,
+                name: name.to_owned(),
+                kind,
+                secret_hash,
+                redirect_uris,
+                post_logout_redirect_uris,
+                grant_types,
+                scopes,
+                audiences,
+                first_party: self.first_party,
+                allow_introspection: self.allow_introspection,
+            },
+            secret,
+        })
+    }
+}
+
+fn dedup_uris(list: Vec<RedirectUri>) -> Vec<RedirectUri> {
+    let mut seen = BTreeSet::new();
+    list.into_iter()
+        .filter(|u| seen.insert(u.as_str().to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spa() -> ClientRegistration {
+        ClientRegistration {
+            name: "Demo SPA".into(),
+            redirect_uris: vec!["http://127.0.0.1:5173/callback".into()],
+            first_party: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn public_client_gets_code_and_refresh_and_no_secret() {
+        let new = spa().check("aud").unwrap();
+        assert!(new.secret.is_none());
+        assert!(new.client.allows_grant(GrantType::AuthorizationCode));
+        assert!(new.client.allows_grant(GrantType::RefreshToken));
+        assert_eq!(new.client.audiences, ["aud"]);
+        assert_eq!(new.client.scopes.to_string(), "profile notes:read notes:write");
+        assert_eq!(new.client.client_id.len(), 22);
+    }
+
+    #[test]
+    fn confidential_client_secret_is_256_bits_and_stored_hashed() {
+        let new = ClientRegistration {
+            name: "svc".into(),
+            confidential: true,
+            ..Default::default()
+        }
+        .check("aud")
+        .unwrap();
+        let secret = new.secret.unwrap();
+        assert_eq!(secret.len(), 43);
+        assert_eq!(
+            new.client.secret_hash.as_deref(),
+            Some(crypto::token_hash(&secret).as_slice())
+        );
+        assert!(new.client.allows_grant(GrantType::ClientCredentials));
+    }
+
+    #[test]
+    fn bad_registrations_are_refused() {
+        let cases = [
+            ClientRegistration {
+                redirect_uris: vec!["/relative".into()],
+                ..spa()
+            },
+            ClientRegistration {
+                redirect_uris: vec!["https://a.example/cb#frag".into()],
+                ..spa()
+            },
+            ClientRegistration {
+                grant_types: vec!["password".into()],
+                ..spa()
+            },
+            ClientRegistration {
+                scopes: vec!["email".into()],
+                ..spa()
+            },
+            ClientRegistration {
+                grant_types: vec!["client_credentials".into()],
+                ..spa()
+            },
+            ClientRegistration {
+                allow_introspection: true,
+                ..spa()
+            },
+            ClientRegistration {
+                redirect_uris: vec![],
+                ..spa()
+            },
+            ClientRegistration {
+                name: " ".into(),
+                ..spa()
+            },
+        ];
+        for case in cases {
+            assert!(
+                matches!(case.clone().check("aud"), Err(RegistrationError::Invalid(_))),
+                "{case:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Start-up: settings → database (created and migrated) → keys → listeners.
+//! `Application::build` does everything that can fail before serving, so a
+//! misconfiguration is one clear line and a non-zero exit, not a half-up
+//! server.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use chrono::Utc;
+use oauth_common::db::{self, PgPool, PoolOptions};
+use oauth_common::headers::{self, HeaderPolicy};
+use oauth_common::metrics::{self, Metrics};
+use oauth_common::telemetry::{self, RootSpan};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::{KeyEncryptionKeySource, Settings};
+use crate::crypto::{self, ServerKeys};
+use crate::keys::{self, KeyManager};
+use crate::state::AppState;
+use crate::storage;
+
+/// Why the server could not start; printed as one line.
+#[derive(Debug)]
+pub struct StartupError(pub String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+fn fail(message: impl Into<String>) -> StartupError {
+    StartupError(message.into())
+}
+
+/// Creates the database if needed, connects, and runs pending migrations.
+pub fn open_database(settings: &Settings) -> Result<PgPool, StartupError> {
+    let unreachable =
+        |e: &dyn std::fmt::Display| fail(format!("cannot reach the auth database (AUTH_DATABASE_URL): {e}"));
+    db::ensure_database(&settings.database_url).map_err(|e| unreachable(&e))?;
+    let options = PoolOptions {
+        max_size: settings.pool_size,
+        ..PoolOptions::default()
+    };
+    let pool = db::connect(&settings.database_url, &options).map_err(|e| unreachable(&e))?;
+    let applied = db::run_migrations(&pool, storage::MIGRATIONS, storage::MIGRATION_LOCK).map_err(fail)?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrated");
+    }
+    Ok(pool)
+}
+
+/// The 32-byte key that protects signing keys and CSRF tokens.
+pub fn master_key(source: &KeyEncryptionKeySource) -> Result<[u8; 32], StartupError> {
+    match source {
+        KeyEncryptionKeySource::Configured(secret) => {
+            crypto::parse_master_key(secret.expose()).map_err(|e| fail(e.0))
+        }
+        KeyEncryptionKeySource::DevelopmentFile(path) => development_key(path),
+    }
+}
+
+fn development_key(path: &Path) -> Result<[u8; 32], StartupError> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return crypto::parse_master_key(&text)
+            .map_err(|e| fail(format!("development key file {}: {e}", path.display())));
+    }
+    let key = crypto::random_bytes::<32>().map_err(|e| fail(e.0))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        fail(format!(
+            "cannot write development key file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    file.write_all(hex.as_bytes()).map_err(|e| {
+        fail(format!(
+            "cannot write development key file {}: {e}",
+            path.display()
+        ))
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a development key-encryption key; set AUTH_KEY_ENCRYPTION_KEY outside local development"
+    );
+    Ok(key)
+}
+
+/// Loads the signing keys, creating the first one on a fresh database.
+pub fn load_keys(
+    pool: &PgPool,
+    server_keys: &ServerKeys,
+    settings: &Settings,
+) -> Result<KeyManager, StartupError> {
+    let mut conn = pool
+        .get()
+        .map_err(|e| fail(format!("cannot reach the auth database: {e}")))?;
+    let now = Utc::now();
+    let created = storage::keys::insert_if_none(&mut conn, || {
+        Ok(keys::generate(&server_keys.signing_key_wrap, now, now)?)
+    })
+    .map_err(|e| fail(format!("cannot create the first signing key: {e}")))?;
+    if created {
+        tracing::info!("created the first signing key");
+    }
+    let rows = storage::keys::load_all(&mut conn).map_err(|e| fail(e.to_string()))?;
+    KeyManager::new(
+        &rows,
+        server_keys.signing_key_wrap,
+        settings.access_token_ttl,
+        Utc::now(),
+    )
+    .map_err(|e| fail(e.0))
+}
+
+fn bind(what: &str, address: &str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(address).map_err(|e| fail(format!("cannot listen on {address} ({what}): {e}")))
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    admin_port: u16,
+    server: Server,
+    admin: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = open_database(&settings)?;
+        let master = master_key(&settings.key_encryption_key)?;
+        let server_keys = ServerKeys::derive(&master).map_err(|e| fail(e.0))?;
+        let keys = load_keys(&pool, &server_keys, &settings)?;
+
+        let listener = bind("AUTH_LISTEN", &settings.listen)?;
+        let admin_listener = bind("AUTH_ADMIN_LISTEN", &settings.admin_listen)?;
+        let port = listener.local_addr().map_err(|e| fail(e.to_string()))?.port();
+        let admin_port = admin_listener
+            .local_addr()
+            .map_err(|e| fail(e.to_string()))?
+            .port();
+
+        let metrics = Arc::new(Metrics::new("auth"));
+        let header_policy = web::Data::new(HeaderPolicy {
+            hsts: settings.issuer.is_https(),
+        });
+        let workers = settings.workers;
+        let state = web::Data::new(
+            AppState::new(
+                settings,
+                pool.clone(),
+                Arc::new(keys),
+                server_keys,
+                Arc::clone(&metrics),
+            )
+            .map_err(|e| fail(e.to_string()))?,
+        );
+        let metrics_data = web::Data::from(Arc::clone(&metrics));
+
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(metrics_data.clone())
+                .app_data(header_policy.clone())
+                .configure(crate::http::configure)
+                .wrap(from_fn(headers::security_headers))
+                .wrap(from_fn(metrics::record))
+                .wrap(from_fn(telemetry::request_id_header))
+                .wrap(TracingLogger::<RootSpan>::new())
+        });
+        if let Some(n) = workers {
+            server = server.workers(n);
+        }
+        let server = server.listen(listener).map_err(|e| fail(e.to_string()))?.run();
+        let admin =
+            oauth_common::admin::server(admin_listener, pool, metrics).map_err(|e| fail(e.to_string()))?;
+        Ok(Self {
+            port,
+            admin_port,
+            server,
+            admin,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Handles to stop both listeners.
+    pub fn handles(&self) -> (ServerHandle, ServerHandle) {
+        (self.server.handle(), self.admin.handle())
+    }
+
+    /// Serves until either listener stops; runs the background tasks
+    /// (key reload, cleanup) meanwhile. Must run inside an actix system.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let background = crate::background::spawn(self.state.clone());
+        let admin_handle = self.admin.handle();
+        let server_handle = self.server.handle();
+        let admin = actix_web::rt::spawn(self.admin);
+        let result = self.server.await;
+        admin_handle.stop(true).await;
+        server_handle.stop(true).await;
+        let _ = admin.await;
+        background.abort();
+        result
+    }
+
+    /// The shared state, for tests that inspect or poke the running server.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+}

@@ -1,0 +1,73 @@
+//! What every request handler can reach.
+
+use std::sync::Arc;
+
+use oauth_common::db::PgPool;
+use oauth_common::metrics::Metrics;
+
+use crate::client_cache::ClientCache;
+use crate::config::Settings;
+use crate::crypto::ServerKeys;
+use crate::domain::PasswordHash;
+use crate::http::cookies::{self, CookieNames};
+use crate::http::cors::CorsOrigins;
+use crate::keys::KeyManager;
+use crate::protocol::StoreError;
+use crate::protocol::tokens::TokenPolicy;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub keys: Arc<KeyManager>,
+    pub server_keys: ServerKeys,
+    pub metrics: Arc<Metrics>,
+    pub clients: ClientCache,
+    pub cors: CorsOrigins,
+    /// Verified against when the username is unknown, so a failed login
+    /// takes as long whether or not the user exists.
+    pub dummy_hash: PasswordHash,
+    /// RFC 8414 metadata, computed once.
+    pub metadata: String,
+    pub cookies: CookieNames,
+    pub policy: TokenPolicy,
+}
+
+impl AppState {
+    pub fn new(
+        settings: Settings,
+        pool: PgPool,
+        keys: Arc<KeyManager>,
+        server_keys: ServerKeys,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let dummy_hash = dummy_hash()?;
+        let metadata = crate::http::discovery::metadata_document(&settings.issuer).to_string();
+        let policy = TokenPolicy {
+            issuer: settings.issuer.as_str().to_owned(),
+            access_ttl: settings.access_token_ttl,
+            refresh_ttl: settings.refresh_token_ttl,
+            family_ttl: settings.refresh_family_ttl,
+            refresh_grace: settings.refresh_grace,
+        };
+        Ok(Self {
+            cookies: cookies::names(settings.issuer.is_https()),
+            settings,
+            pool,
+            keys,
+            server_keys,
+            metrics,
+            clients: ClientCache::default(),
+            cors: CorsOrigins::default(),
+            dummy_hash,
+            metadata,
+            policy,
+        })
+    }
+}
+
+fn dummy_hash() -> Result<PasswordHash, StoreError> {
+    let secret = crate::crypto::random_token()?;
+    let username = crate::domain::Username::parse("dummy").map_err(StoreError::Failed)?;
+    let password = crate::domain::Password::parse(&secret, &username).map_err(StoreError::Failed)?;
+    PasswordHash::create(&password).map_err(StoreError::Failed)
+}

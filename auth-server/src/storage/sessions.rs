@@ -1,0 +1,127 @@
+//! `browser_sessions` and `consents`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use uuid::Uuid;
+
+use super::schema::{browser_sessions, consents, users};
+use crate::domain::{Roles, ScopeSet};
+use crate::model::User;
+use crate::protocol::StoreError;
+use crate::protocol::session::Session;
+
+/// How stale `last_seen_at` may get before a request refreshes it; saves a
+/// write on every page view.
+const TOUCH_AFTER_SECONDS: i64 = 60;
+
+/// created_at, last_seen_at, and the user's id, username and roles.
+type SessionRow = (DateTime<Utc>, DateTime<Utc>, Uuid, String, Vec<String>);
+
+pub fn create(
+    conn: &mut PgConnection,
+    id_hash: &[u8],
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::insert_into(browser_sessions::table)
+        .values((
+            browser_sessions::id_hash.eq(id_hash),
+            browser_sessions::user_id.eq(user_id),
+            browser_sessions::created_at.eq(now),
+            browser_sessions::last_seen_at.eq(now),
+            browser_sessions::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(
+    conn: &mut PgConnection,
+    id_hash: &[u8],
+    now: DateTime<Utc>,
+    idle: chrono::Duration,
+) -> Result<Option<Session>, StoreError> {
+    let row: Option<SessionRow> = browser_sessions::table
+        .inner_join(users::table)
+        .filter(browser_sessions::id_hash.eq(id_hash))
+        .filter(browser_sessions::expires_at.gt(now))
+        .filter(browser_sessions::last_seen_at.gt(now - idle))
+        .select((
+            browser_sessions::created_at,
+            browser_sessions::last_seen_at,
+            users::id,
+            users::username,
+            users::roles,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((created_at, last_seen_at, id, username, roles)) = row else {
+        return Ok(None);
+    };
+    if now - last_seen_at > chrono::Duration::seconds(TOUCH_AFTER_SECONDS) {
+        diesel::update(browser_sessions::table.filter(browser_sessions::id_hash.eq(id_hash)))
+            .set(browser_sessions::last_seen_at.eq(now))
+            .execute(conn)?;
+    }
+    Ok(Some(Session {
+        user: User {
+            id,
+            username,
+            roles: Roles::parse(&roles).map_err(StoreError::Failed)?,
+        },
+        id_hash: id_hash.to_vec(),
+        created_at,
+    }))
+}
+
+pub fn delete(conn: &mut PgConnection, id_hash: &[u8]) -> Result<(), StoreError> {
+    diesel::delete(browser_sessions::table.filter(browser_sessions::id_hash.eq(id_hash))).execute(conn)?;
+    Ok(())
+}
+
+pub fn consent(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    client_id: &str,
+) -> Result<Option<ScopeSet>, StoreError> {
+    let scopes: Option<Vec<String>> = consents::table
+        .find((user_id, client_id))
+        .select(consents::scopes)
+        .first(conn)
+        .optional()?;
+    scopes
+        .map(|s| ScopeSet::parse_known(&s).map_err(StoreError::Failed))
+        .transpose()
+}
+
+/// Remembers an approval: the stored set becomes the union of what the
+/// user approved for this client.
+pub fn remember_consent(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    client_id: &str,
+    scope: &ScopeSet,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let merged = match consent(conn, user_id, client_id)? {
+        Some(existing) => existing.union(scope),
+        None => scope.clone(),
+    };
+    diesel::insert_into(consents::table)
+        .values((
+            consents::user_id.eq(user_id),
+            consents::client_id.eq(client_id),
+            consents::scopes.eq(merged.to_strings()),
+            consents::granted_at.eq(now),
+        ))
+        .on_conflict((consents::user_id, consents::client_id))
+        .do_update()
+        .set((
+            consents::scopes.eq(excluded(consents::scopes)),
+            consents::granted_at.eq(excluded(consents::granted_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Postgres through diesel and r2d2: building the pool, creating the database
+//! when it is missing, running embedded migrations under an advisory lock,
+//! and running blocking queries off the async workers.
+//!
+//! Failure model: a pool checkout that cannot get a working connection within
+//! `connection_timeout` is [`DbError::Unavailable`], which the HTTP layers
+//! answer with 503. Connections are tested on checkout, so the pool recovers
+//! by itself once Postgres is back.
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use tracing::Instrument as _;
+
+use crate::secret::Secret;
+
+pub type PgPool = r2d2::Pool<ConnectionManager<PgConnection>>;
+pub type PooledConn = r2d2::PooledConnection<ConnectionManager<PgConnection>>;
+
+/// How long a request waits for a connection before it is answered with 503.
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A database failure as the rest of the program needs to see it.
+#[derive(Debug)]
+pub enum DbError {
+    /// No working connection: Postgres is down or unreachable.
+    Unavailable(String),
+    /// A query failed for another reason. The text is for logs only.
+    Query(diesel::result::Error),
+}
+
+impl DbError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Unavailable(_))
+    }
+
+    /// Whether this is a unique-constraint violation (a client error when
+    /// the client chose the conflicting value).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Unavailable(cause) => write!(f, "database unavailable: {cause}"),
+            DbError::Query(e) => write!(f, "database query failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl From<r2d2::Error> for DbError {
+    fn from(e: r2d2::Error) -> Self {
+        DbError::Unavailable(e.to_string())
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub connection_timeout: Duration,
+    /// Upper bound for any single statement, so a stuck query cannot hold a
+    /// worker forever.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            connection_timeout: CHECKOUT_TIMEOUT,
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SessionSettings {
+    statement_timeout_ms: u128,
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}",
+            self.statement_timeout_ms, self.statement_timeout_ms
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Logs pool connection failures through tracing (r2d2 would use `log`).
+#[derive(Debug)]
+struct TracingErrorHandler;
+
+impl HandleError<diesel::r2d2::Error> for TracingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(error = %error, "database connection failed");
+    }
+}
+
+/// Adds libpq options that bound how long a connection attempt can hang,
+/// unless the operator set them.
+fn with_connect_options(database_url: &str) -> String {
+    let mut url = database_url.to_owned();
+    if !url.contains("connect_timeout=") {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("connect_timeout=3");
+    }
+    url
+}
+
+/// Builds the pool and proves the database answers. Fails fast (within the
+/// connection timeout) when Postgres is unreachable.
+pub fn connect(database_url: &Secret, options: &PoolOptions) -> Result<PgPool, DbError> {
+    let manager = ConnectionManager::<PgConnection>::new(with_connect_options(database_url.expose()));
+    r2d2::Pool::builder()
+        .max_size(options.max_size)
+        .min_idle(Some(1))
+        .connection_timeout(options.connection_timeout)
+        .test_on_check_out(true)
+        .error_handler(Box::new(TracingErrorHandler))
+        .connection_customizer(Box::new(SessionSettings {
+            statement_timeout_ms: options.statement_timeout.as_millis(),
+        }))
+        .build(manager)
+        .map_err(|e| DbError::Unavailable(e.to_string()))
+}
+
+/// The database name in a `postgres://` URL, checked to be a plain
+/// identifier so it can be quoted safely in `CREATE DATABASE`.
+pub fn database_name(database_url: &str) -> Result<String, String> {
+    let url = url::Url::parse(database_url).map_err(|e| format!("invalid database URL: {e}"))?;
+    let name = url.path().trim_start_matches('/');
+    if name.is_empty() {
+        return Err("the database URL names no database".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        || name.len() > 63
+    {
+        return Err(format!(
+            "database name {name:?} must be 1-63 characters of letters, digits, '_' or '-'"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The same server, but the `postgres` maintenance database.
+fn maintenance_url(database_url: &str) -> Result<String, String> {
+    let mut url = url::Url::parse(database_url).map_err(|e| format!("invalid database URL: {e}"))?;
+    url.set_path("/postgres");
+    Ok(url.to_string())
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Creates the database named in the URL if it does not exist yet. Safe to
+/// race with another instance doing the same.
+pub fn ensure_database(database_url: &Secret) -> Result<(), DbError> {
+    let name = database_name(database_url.expose()).map_err(DbError::Unavailable)?;
+    let admin_url = maintenance_url(database_url.expose()).map_err(DbError::Unavailable)?;
+    let mut conn = PgConnection::establish(&with_connect_options(&admin_url))
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    let exists = |conn: &mut PgConnection| -> Result<bool, DbError> {
+        let row: Exists =
+            diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+                .bind::<diesel::sql_types::Text, _>(&name)
+                .get_result(conn)?;
+        Ok(row.exists)
+    };
+    if exists(&mut conn)? {
+        return Ok(());
+    }
+    // The name was checked to hold only [A-Za-z0-9_-], so quoting is safe.
+    match conn.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
+        Ok(()) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        Err(_) if exists(&mut conn)? => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs pending migrations while holding a Postgres advisory lock, so several
+/// instances starting at once migrate one after the other.
+pub fn run_migrations(pool: &PgPool, migrations: EmbeddedMigrations, lock_key: i64) -> Result<usize, String> {
+    let mut conn = pool.get().map_err(|e| format!("database unavailable: {e}"))?;
+    conn.batch_execute(&format!("SELECT pg_advisory_lock({lock_key})"))
+        .map_err(|e| format!("cannot take the migration lock: {e}"))?;
+    let result = conn
+        .run_pending_migrations(migrations)
+        .map(|done| done.len())
+        .map_err(|e| format!("migration failed: {e}"));
+    let unlock = conn.batch_execute(&format!("SELECT pg_advisory_unlock({lock_key})"));
+    if let Err(e) = unlock {
+        tracing::warn!(error = %e, "could not release the migration lock");
+    }
+    result
+}
+
+/// Runs `f` with a pooled connection on the blocking thread pool, inside the
+/// caller's tracing span, so diesel never blocks an async worker.
+pub async fn with_conn<T, F>(pool: &PgPool, f: F) -> Result<T, DbError>
+where
+    F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    blocking(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await
+}
+
+/// Runs a blocking closure (a query, a password hash) on the blocking pool,
+/// keeping the current tracing span.
+pub async fn blocking<T, E, F>(f: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static + From<BlockingJoinError>,
+{
+    let span = tracing::Span::current();
+    let handle = actix_web::rt::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        f()
+    });
+    match handle.instrument(tracing::Span::current()).await {
+        Ok(result) => result,
+        Err(join) => Err(E::from(BlockingJoinError(join.to_string()))),
+    }
+}
+
+/// A blocking task panicked or was cancelled.
+#[derive(Debug)]
+pub struct BlockingJoinError(pub String);
+
+impl From<BlockingJoinError> for DbError {
+    fn from(e: BlockingJoinError) -> Self {
+        DbError::Query(diesel::result::Error::QueryBuilderError(
+            format!("blocking task failed: {}", e.0).into(),
+        ))
+    }
+}
+
+/// Whether the database answers a trivial query right now.
+pub fn ping(pool: &PgPool, timeout: Duration) -> bool {
+    match pool.get_timeout(timeout) {
+        Ok(mut conn) => conn.batch_execute("SELECT 1").is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_checked() {
+        assert_eq!(
+            database_name("postgres://localhost/oauth_auth").unwrap(),
+            "oauth_auth"
+        );
+        assert!(database_name("postgres://localhost/").is_err());
+        assert!(database_name("postgres://localhost/a\"b").is_err());
+    }
+
+    #[test]
+    fn connect_timeout_is_added_once() {
+        assert_eq!(
+            with_connect_options("postgres://localhost/x"),
+            "postgres://localhost/x?connect_timeout=3"
+        );
+        assert_eq!(
+            with_connect_options("postgres://localhost/x?sslmode=disable"),
+            "postgres://localhost/x?sslmode=disable&connect_timeout=3"
+        );
+        assert_eq!(
+            with_connect_options("postgres://localhost/x?connect_timeout=9"),
+            "postgres://localhost/x?connect_timeout=9"
+        );
+    }
+}

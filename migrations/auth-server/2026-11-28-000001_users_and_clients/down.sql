@@ -1,0 +1,2 @@
+DROP TABLE clients;
+DROP TABLE users;
