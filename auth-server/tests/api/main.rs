@@ -1,7 +1,19 @@
 //! HTTP integration tests of the auth-server against a real Postgres: one
 //! test binary, one server and one database per test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, dead_code)]
 
 mod helpers;
 mod smoke;
+
+// Foundation and authorization code flow.
+mod authorize;
+mod keys_discovery;
+mod settings_cli;
+mod token_code;
+
+// Token lifecycle.
+mod client_credentials;
+mod introspect_revoke;
+mod logout_cleanup;
+mod refresh;
