@@ -189,7 +189,7 @@ impl Application {
         }
         let server = server.listen(listener).map_err(|e| fail(e.to_string()))?.run();
         let admin =
-            oauth_common::admin::server(admin_listener, pool, metrics).map_err(|e| fail(e.to_string()))?;
+            oauth_common::admin::server(admin_listener, pool, metrics, None).map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             port,
             admin_port,

@@ -1,4 +1,5 @@
-//! The private admin listener: `GET /healthz` and `GET /metrics`, nothing
+//! The private admin listener: `GET /healthz` (200 when the database
+//! answers and the server is otherwise ready) and `GET /metrics`, nothing
 //! else. It binds its own address (`*_ADMIN_LISTEN`) so the public port never
 //! exposes it.
 
@@ -10,9 +11,14 @@ use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
 use crate::db::{self, PgPool};
 use crate::metrics::Metrics;
 
+/// An extra readiness condition beyond "the database answers" (the
+/// resource server needs the issuer's keys).
+pub type ReadinessCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 struct AdminState {
     pool: PgPool,
     metrics: Arc<Metrics>,
+    ready: Option<ReadinessCheck>,
 }
 
 async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
@@ -21,14 +27,19 @@ async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
         db::blocking(move || Ok::<_, db::BlockingJoinError>(db::ping(&pool, Duration::from_secs(1))))
             .await
             .unwrap_or(false);
-    if healthy {
+    let ready = state.ready.as_ref().is_none_or(|check| check());
+    if healthy && ready {
         HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body("ok\n")
-    } else {
+    } else if !healthy {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
             .body("database unavailable\n")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("not ready\n")
     }
 }
 
@@ -43,8 +54,9 @@ pub fn server(
     listener: std::net::TcpListener,
     pool: PgPool,
     metrics: Arc<Metrics>,
+    ready: Option<ReadinessCheck>,
 ) -> std::io::Result<Server> {
-    let state = web::Data::new(AdminState { pool, metrics });
+    let state = web::Data::new(AdminState { pool, metrics, ready });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

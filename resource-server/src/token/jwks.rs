@@ -1,0 +1,253 @@
+//! The issuer's keys, in memory.
+//!
+//! `jwks_uri` is discovered from the issuer's RFC 8414 metadata (whose
+//! `issuer` must match, section 3.3). The key set is fetched at start-up
+//! (retrying with backoff while the issuer is down), refreshed in the
+//! background on the JWKS response's `Cache-Control: max-age`, and refetched
+//! when a token names a `kid` we do not know, at most once per
+//! `min_refetch_interval` (10 s) however many unknown `kid`s arrive.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::verify::KeySet;
+
+/// Where key sets come from (HTTP in production, a fake in tests).
+pub trait JwksSource: Send + Sync {
+    fn fetch(&self) -> Result<Fetched, String>;
+}
+
+/// A fetched JWKS and how long it may be cached.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub document: Value,
+    pub max_age: Option<Duration>,
+}
+
+pub struct JwksCache {
+    current: RwLock<Option<Arc<KeySet>>>,
+    /// Held while fetching, so concurrent misses cause one fetch.
+    last_attempt: Mutex<Option<Instant>>,
+    source: Box<dyn JwksSource>,
+    min_refetch_interval: Duration,
+    fetches: AtomicU64,
+}
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksCache")
+            .field("fetches", &self.fetches.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cache lifetime when the server sends none, and the bounds we apply.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+const MIN_MAX_AGE: Duration = Duration::from_secs(10);
+const MAX_MAX_AGE: Duration = Duration::from_secs(3600);
+
+impl JwksCache {
+    pub fn new(source: Box<dyn JwksSource>, min_refetch_interval: Duration) -> Self {
+        Self {
+            current: RwLock::new(None),
+            last_attempt: Mutex::new(None),
+            source,
+            min_refetch_interval,
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// The current keys, or `None` before the first successful fetch.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// How many fetches were attempted (for tests and metrics).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    fn fetch_locked(&self, last_attempt: &mut Option<Instant>) -> Result<Duration, String> {
+        *last_attempt = Some(Instant::now());
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.source.fetch()?;
+        let keys = KeySet::from_jwks(&fetched.document);
+        if keys.is_empty() {
+            return Err("the JWKS holds no usable signing key".into());
+        }
+        let count = keys.len();
+        match self.current.write() {
+            Ok(mut guard) => *guard = Some(Arc::new(keys)),
+            Err(poisoned) => *poisoned.into_inner() = Some(Arc::new(keys)),
+        }
+        tracing::debug!(keys = count, "JWKS loaded");
+        Ok(fetched
+            .max_age
+            .unwrap_or(DEFAULT_MAX_AGE)
+            .clamp(MIN_MAX_AGE, MAX_MAX_AGE))
+    }
+
+    /// Fetches now (blocking). Returns how long to wait before the next
+    /// scheduled refresh.
+    pub fn refresh(&self) -> Result<Duration, String> {
+        let mut last = match self.last_attempt.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.fetch_locked(&mut last)
+    }
+
+    /// Called when a token names `kid` and we do not know it (blocking).
+    /// Fetches unless a fetch happened within the minimum interval; callers
+    /// arriving together wait for one fetch. Returns whether `kid` is known
+    /// afterwards.
+    pub fn refresh_for_unknown(&self, kid: &str) -> bool {
+        let mut last = match self.last_attempt.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if self.keys().is_some_and(|k| k.contains(kid)) {
+            return true;
+        }
+        let recent = last.is_some_and(|at| at.elapsed() < self.min_refetch_interval);
+        if !recent {
+            if let Err(e) = self.fetch_locked(&mut last) {
+                tracing::warn!(error = %e, "JWKS refetch for an unknown key failed");
+            }
+        }
+        self.keys().is_some_and(|k| k.contains(kid))
+    }
+}
+
+/// Fetches the JWKS over HTTP(S), discovering `jwks_uri` from the issuer's
+/// metadata.
+pub struct HttpJwksSource {
+    issuer: String,
+    agent: ureq::Agent,
+    jwks_uri: Mutex<Option<String>>,
+}
+
+impl HttpJwksSource {
+    pub fn new(issuer: &str) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .tls_config(tls)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            issuer: issuer.to_owned(),
+            agent,
+            jwks_uri: Mutex::new(None),
+        }
+    }
+
+    fn get_json(&self, url: &str) -> Result<(Value, Option<Duration>), String> {
+        let mut response = self
+            .agent
+            .get(url)
+            .header("Accept", "application/json")
+            .call()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if response.status().as_u16() != 200 {
+            return Err(format!("GET {url}: status {}", response.status().as_u16()));
+        }
+        let max_age = response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1024 * 1024)
+            .read_to_string()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let json = serde_json::from_str(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+        Ok((json, max_age))
+    }
+
+    fn discover(&self) -> Result<String, String> {
+        let url = format!(
+            "{}/.well-known/oauth-authorization-server",
+            self.issuer.trim_end_matches('/')
+        );
+        let (metadata, _) = self.get_json(&url)?;
+        if metadata.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err("the issuer's metadata names a different issuer".into());
+        }
+        let jwks_uri = metadata
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or("the issuer's metadata has no jwks_uri")?;
+        oauth_common::config::check_public_url("jwks_uri", jwks_uri).map_err(|e| e.0)?;
+        Ok(jwks_uri.to_owned())
+    }
+}
+
+impl JwksSource for HttpJwksSource {
+    fn fetch(&self) -> Result<Fetched, String> {
+        let known = match self.jwks_uri.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let uri = match known {
+            Some(uri) => uri,
+            None => {
+                let uri = self.discover()?;
+                if let Ok(mut g) = self.jwks_uri.lock() {
+                    *g = Some(uri.clone());
+                }
+                uri
+            }
+        };
+        match self.get_json(&uri) {
+            Ok((document, max_age)) => Ok(Fetched { document, max_age }),
+            Err(e) => {
+                // Discover again next time: the metadata may have changed.
+                if let Ok(mut g) = self.jwks_uri.lock() {
+                    *g = None;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `max-age` from a `Cache-Control` value.
+pub fn parse_max_age(value: &str) -> Option<Duration> {
+    value.split(',').find_map(|directive| {
+        let (name, v) = directive.trim().split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("max-age") {
+            v.trim().trim_matches('"').parse().ok().map(Duration::from_secs)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            parse_max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(parse_max_age("no-store"), None);
+        assert_eq!(parse_max_age("Max-Age=\"5\""), Some(Duration::from_secs(5)));
+    }
+}

@@ -1,0 +1,140 @@
+//! Offline access-token validation, usable as a library by any actix
+//! service: a JWKS cache that refreshes itself ([`jwks`]), RFC 9068 / RFC
+//! 8725 verification ([`verify`]), a cache of verified tokens ([`cache`]),
+//! and an extractor with scope and role requirements ([`extract`]).
+//!
+//! ```ignore
+//! struct ReadNotes;
+//! impl Requirement for ReadNotes { const SCOPE: &'static str = "notes:read"; }
+//! async fn list(auth: Authorized<ReadNotes>) -> HttpResponse { ... auth.claims.sub ... }
+//! ```
+
+pub mod cache;
+pub mod extract;
+pub mod jwks;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+pub use extract::{AuthError, Authorized, Challenge, Requirement};
+pub use verify::{Claims, Policy};
+
+use self::cache::VerifiedCache;
+use self::jwks::JwksCache;
+use self::verify::VerifyError;
+
+/// Why a request is not authorized, before it becomes an HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No bearer token (RFC 6750 section 3.1: no error code).
+    Missing,
+    /// The token is not valid (`invalid_token`).
+    Invalid(&'static str),
+    /// We have no keys yet: 503, so clients do not log their users out
+    /// because the issuer was briefly unreachable.
+    Unavailable,
+    /// Valid token without the scope (`insufficient_scope`, 403).
+    InsufficientScope(&'static str),
+    /// Valid token and scope, but the user lacks the role (403).
+    MissingRole { scope: &'static str, role: &'static str },
+}
+
+/// Everything needed to check a bearer token.
+pub struct TokenValidator {
+    pub jwks: Arc<JwksCache>,
+    pub policy: Policy,
+    cache: VerifiedCache,
+}
+
+impl std::fmt::Debug for TokenValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenValidator")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Verified tokens kept in memory at most.
+const CACHE_CAPACITY: usize = 10_000;
+
+impl TokenValidator {
+    pub fn new(jwks: Arc<JwksCache>, policy: Policy) -> Self {
+        Self {
+            jwks,
+            policy,
+            cache: VerifiedCache::new(CACHE_CAPACITY),
+        }
+    }
+
+    fn leeway(&self) -> i64 {
+        i64::try_from(self.policy.leeway.as_secs()).unwrap_or(0)
+    }
+
+    fn check(&self, token: &str) -> Result<Claims, VerifyError> {
+        let keys = self.jwks.keys().ok_or(VerifyError::Invalid("no keys"))?;
+        verify::verify(token, &keys, &self.policy, Utc::now())
+    }
+
+    /// Validates a bearer token. A `kid` we do not know triggers at most one
+    /// JWKS refetch per interval (on the blocking pool), then the token is
+    /// checked again or refused.
+    pub async fn validate(&self, token: &str) -> Result<Arc<Claims>, Failure> {
+        let key = VerifiedCache::key(token);
+        let now = Utc::now().timestamp();
+        if let Some(claims) = self.cache.get(&key, now, self.leeway()) {
+            return Ok(claims);
+        }
+        if self.jwks.keys().is_none() {
+            return Err(Failure::Unavailable);
+        }
+        let verified = match self.check(token) {
+            Err(VerifyError::UnknownKey(kid)) => {
+                let jwks = Arc::clone(&self.jwks);
+                let known = actix_web::web::block(move || jwks.refresh_for_unknown(&kid))
+                    .await
+                    .unwrap_or(false);
+                if !known {
+                    return Err(Failure::Invalid("the token's signing key is unknown"));
+                }
+                self.check(token)
+            }
+            other => other,
+        };
+        match verified {
+            Ok(claims) => {
+                let claims = Arc::new(claims);
+                self.cache.insert(key, Arc::clone(&claims), now);
+                Ok(claims)
+            }
+            Err(VerifyError::UnknownKey(_)) => Err(Failure::Invalid("the token's signing key is unknown")),
+            Err(VerifyError::Invalid(reason)) => Err(Failure::Invalid(reason)),
+        }
+    }
+
+    /// Retries the first JWKS fetch with backoff until it succeeds, then
+    /// refreshes on the served max-age (never returns; run it as a task).
+    pub async fn keep_keys_fresh(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let jwks = Arc::clone(&self.jwks);
+            match actix_web::web::block(move || jwks.refresh()).await {
+                Ok(Ok(next)) => {
+                    backoff = Duration::from_millis(250);
+                    actix_web::rt::time::sleep(next).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot fetch the issuer's keys");
+                    actix_web::rt::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "JWKS refresh task failed");
+                    actix_web::rt::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+}

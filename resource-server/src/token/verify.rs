@@ -1,0 +1,294 @@
+//! Access-token verification per RFC 9068 and RFC 8725, without I/O.
+//!
+//! - The algorithm comes from the key (its `alg`, or its curve), never from
+//!   the token header; `none` and symmetric algorithms are never accepted, so
+//!   an HS256 token "signed" with the public key is refused.
+//! - `typ` must be `at+jwt` (RFC 9068 section 4; `application/at+jwt` too).
+//! - `iss` must equal the configured issuer exactly; `aud` must contain our
+//!   audience; `exp` and `iat` are required (josekit checks neither), `nbf`
+//!   is honoured, all with a small leeway; `sub`, `client_id` and `jti` must
+//!   be present.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use josekit::jwk::Jwk;
+use josekit::jws::{ES256, ES384, ES512, EdDSA, JwsVerifier, PS256, PS384, PS512, RS256, RS384, RS512};
+use josekit::jwt;
+use serde_json::Value;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// What a token must satisfy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: Duration,
+}
+
+/// The verified claims a route needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub client_id: String,
+    pub scope: BTreeSet<String>,
+    /// Empty for client-credentials tokens.
+    pub roles: Vec<String>,
+    pub username: Option<String>,
+    pub jti: String,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+impl Claims {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.contains(scope)
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    pub fn scope_string(&self) -> String {
+        self.scope
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The `kid` is not in the key set (it may be new: refetch, then refuse).
+    UnknownKey(String),
+    /// The token is not valid; the text is for logs and `error_description`.
+    Invalid(&'static str),
+}
+
+/// A key from the JWKS with the one algorithm it may verify.
+pub struct VerificationKey {
+    pub kid: String,
+    pub alg: &'static str,
+    verifier: Box<dyn JwsVerifier>,
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The algorithm a key is for: its `alg` if it names an allowed asymmetric
+/// one, else what its curve implies. RSA keys must name their algorithm
+/// (RS256 and PS256 share a key type).
+fn key_algorithm(jwk: &Jwk) -> Option<&'static str> {
+    const ALLOWED: [&str; 10] = [
+        "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+    ];
+    if let Some(alg) = jwk.algorithm() {
+        return ALLOWED.iter().find(|a| **a == alg).copied();
+    }
+    match (jwk.key_type(), jwk.curve()) {
+        ("EC", Some("P-256")) => Some("ES256"),
+        ("EC", Some("P-384")) => Some("ES384"),
+        ("EC", Some("P-521")) => Some("ES512"),
+        ("OKP", Some("Ed25519" | "Ed448")) => Some("EdDSA"),
+        _ => None,
+    }
+}
+
+fn verifier_for(jwk: &Jwk, alg: &str) -> Option<Box<dyn JwsVerifier>> {
+    fn boxed<V: JwsVerifier + 'static>(r: Result<V, josekit::JoseError>) -> Option<Box<dyn JwsVerifier>> {
+        r.ok().map(|v| Box::new(v) as Box<dyn JwsVerifier>)
+    }
+    match alg {
+        "ES256" => boxed(ES256.verifier_from_jwk(jwk)),
+        "ES384" => boxed(ES384.verifier_from_jwk(jwk)),
+        "ES512" => boxed(ES512.verifier_from_jwk(jwk)),
+        "RS256" => boxed(RS256.verifier_from_jwk(jwk)),
+        "RS384" => boxed(RS384.verifier_from_jwk(jwk)),
+        "RS512" => boxed(RS512.verifier_from_jwk(jwk)),
+        "PS256" => boxed(PS256.verifier_from_jwk(jwk)),
+        "PS384" => boxed(PS384.verifier_from_jwk(jwk)),
+        "PS512" => boxed(PS512.verifier_from_jwk(jwk)),
+        "EdDSA" => boxed(EdDSA.verifier_from_jwk(jwk)),
+        _ => None,
+    }
+}
+
+/// The usable signing keys of a JWKS document.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+impl KeySet {
+    /// Keeps keys with a `kid`, `use` absent or `sig`, and an allowed
+    /// asymmetric algorithm. Symmetric (`oct`) keys and private members are
+    /// never used.
+    pub fn from_jwks(document: &Value) -> Self {
+        let keys = document
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| {
+                        let map = k.as_object()?.clone();
+                        if map.get("use").is_some_and(|u| u != "sig") || map.contains_key("d") {
+                            return None;
+                        }
+                        let jwk = Jwk::from_map(map).ok()?;
+                        let kid = jwk.key_id()?.to_owned();
+                        let alg = key_algorithm(&jwk)?;
+                        let verifier = verifier_for(&jwk, alg)?;
+                        Some(VerificationKey { kid, alg, verifier })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { keys }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid == kid)
+    }
+
+    fn find(&self, kid: &str) -> Option<&VerificationKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+fn header(token: &str) -> Result<serde_json::Map<String, Value>, VerifyError> {
+    let encoded = token
+        .split('.')
+        .next()
+        .ok_or(VerifyError::Invalid("malformed token"))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| VerifyError::Invalid("malformed token header"))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(VerifyError::Invalid("malformed token header")),
+    }
+}
+
+fn number(claims: &serde_json::Map<String, Value>, name: &str) -> Option<i64> {
+    claims
+        .get(name)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+}
+
+fn string(claims: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+    claims.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The key id a token names, if its header parses (for logs and refetch).
+pub fn key_id(token: &str) -> Option<String> {
+    header(token)
+        .ok()?
+        .get("kid")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Verifies `token` against `keys` and `policy` at `now`.
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<Claims, VerifyError> {
+    if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+        return Err(VerifyError::Invalid("malformed token"));
+    }
+    let header = header(token)?;
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
+    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+        return Err(VerifyError::Invalid("token type is not at+jwt"));
+    }
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("none");
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::Invalid("token has no key id"))?;
+    let key = keys
+        .find(kid)
+        .ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()))?;
+    if alg != key.alg {
+        return Err(VerifyError::Invalid("token algorithm does not match its key"));
+    }
+    let (payload, _) = jwt::decode_with_verifier(token, key.verifier.as_ref())
+        .map_err(|_| VerifyError::Invalid("signature verification failed"))?;
+    let claims = payload.claims_set();
+
+    if claims.get("iss").and_then(Value::as_str) != Some(policy.issuer.as_str()) {
+        return Err(VerifyError::Invalid("wrong issuer"));
+    }
+    let audience_ok = match claims.get("aud") {
+        Some(Value::String(aud)) => aud == &policy.audience,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(policy.audience.as_str())),
+        _ => false,
+    };
+    if !audience_ok {
+        return Err(VerifyError::Invalid("wrong audience"));
+    }
+    let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(0);
+    let now = now.timestamp();
+    let exp = number(claims, "exp").ok_or(VerifyError::Invalid("token has no expiry"))?;
+    if exp + leeway <= now {
+        return Err(VerifyError::Invalid("token has expired"));
+    }
+    let iat = number(claims, "iat").ok_or(VerifyError::Invalid("token has no issue time"))?;
+    if iat - leeway > now {
+        return Err(VerifyError::Invalid("token was issued in the future"));
+    }
+    if let Some(nbf) = number(claims, "nbf") {
+        if nbf - leeway > now {
+            return Err(VerifyError::Invalid("token is not valid yet"));
+        }
+    }
+    let sub = string(claims, "sub").ok_or(VerifyError::Invalid("token has no subject"))?;
+    let client_id = string(claims, "client_id").ok_or(VerifyError::Invalid("token has no client_id"))?;
+    let jti = string(claims, "jti").ok_or(VerifyError::Invalid("token has no jti"))?;
+    let scope = string(claims, "scope")
+        .map(|s| {
+            s.split(' ')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let roles = claims
+        .get("roles")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    Ok(Claims {
+        sub,
+        client_id,
+        scope,
+        roles,
+        username: string(claims, "preferred_username"),
+        jti,
+        exp,
+        iat,
+    })
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the resource server: a fake issuer serves keys made
+//! at test time; each test has its own server and database.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    dead_code
+)]
+
+mod helpers;
+mod smoke;
