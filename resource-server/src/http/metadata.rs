@@ -1,7 +1,7 @@
 //! RFC 9728 protected-resource metadata.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::config::Settings;
@@ -19,4 +19,18 @@ pub async fn metadata(settings: web::Data<Settings>) -> HttpResponse {
             "bearer_methods_supported": ["header"],
             "resource_name": "Notes API",
         }))
+}
+
+/// The RFC 9728 location: only for our own resource identifier's path.
+pub async fn metadata_for_path(req: HttpRequest, settings: web::Data<Settings>) -> HttpResponse {
+    let ours = settings.resource_metadata_url();
+    let path = ours
+        .find("/.well-known/")
+        .map(|at| &ours[at..])
+        .unwrap_or_default();
+    if req.path() == path {
+        metadata(settings).await
+    } else {
+        super::not_found(req).await
+    }
 }

@@ -11,7 +11,7 @@ mod notes;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-pub use errors::{json_config, not_found};
+pub use errors::{not_found, query_config, read_json};
 
 use crate::token::Requirement;
 
@@ -41,15 +41,12 @@ impl Requirement for Admin {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(json_config())
-        .app_data(web::PayloadConfig::new(errors::BODY_LIMIT))
-        .route(
-            "/.well-known/oauth-protected-resource",
-            web::get().to(metadata::metadata),
-        )
-        .route(
-            "/.well-known/oauth-protected-resource/{tail:.*}",
-            web::get().to(metadata::metadata),
+    cfg.app_data(query_config())
+        .service(
+            web::scope("/.well-known/oauth-protected-resource")
+                .wrap(from_fn(cors::cors))
+                .route("", web::get().to(metadata::metadata))
+                .route("/{tail:.*}", web::get().to(metadata::metadata_for_path)),
         )
         .service(
             web::scope("/api")

@@ -1,7 +1,7 @@
 //! Notes CRUD on the caller's own notes, and the admin counts.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{TimeZone as _, Utc};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::errors::database;
+use super::errors::{database, read_json};
 use super::{Admin, ReadNotes, WriteNotes};
 use crate::problem::Problem;
 use crate::storage::notes::{self, Cursor, Note};
@@ -31,6 +31,8 @@ pub struct NoteInput {
 
 /// Field errors, or the input if it is acceptable. Text is stored exactly as
 /// given; only lengths and NUL (which Postgres text cannot hold) are checked.
+// A Problem is built only on the error path, at most once per request.
+#[allow(clippy::result_large_err)]
 fn validate(input: &NoteInput) -> Result<(), Problem> {
     let mut errors = Vec::new();
     let title_len = input.title.chars().count();
@@ -64,6 +66,7 @@ fn not_found() -> Problem {
 }
 
 /// Note ids are UUIDs; anything else is simply not found.
+#[allow(clippy::result_large_err)]
 fn note_id(raw: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| not_found())
 }
@@ -83,7 +86,9 @@ fn encode_cursor(note: &Note) -> String {
 fn decode_cursor(text: &str) -> Option<Cursor> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
     let (micros, id) = raw.split_once('.')?;
-    let micros: i64 = micros.parse().ok()?;
+    // Our notes are all created after 1970; an earlier time may be outside
+    // what Postgres can store, which would turn a bad cursor into a 500.
+    let micros: i64 = micros.parse().ok().filter(|m| *m >= 0)?;
     Some(Cursor {
         created_at: Utc.timestamp_micros(micros).single()?,
         id: Uuid::parse_str(id).ok()?,
@@ -142,11 +147,12 @@ pub async fn list(
 pub async fn create(
     auth: Authorized<WriteNotes>,
     pool: web::Data<PgPool>,
-    input: web::Json<NoteInput>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
+    let input: NoteInput = read_json(&req, payload).await?;
     validate(&input)?;
     let owner = auth.claims.sub.clone();
-    let input = input.into_inner();
     let note = run(&pool, move |conn| {
         notes::insert(conn, &owner, &input.title, &input.body, Utc::now())
     })
@@ -173,12 +179,13 @@ pub async fn replace(
     auth: Authorized<WriteNotes>,
     pool: web::Data<PgPool>,
     id: web::Path<String>,
-    input: web::Json<NoteInput>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let id = note_id(&id)?;
+    let input: NoteInput = read_json(&req, payload).await?;
     validate(&input)?;
     let owner = auth.claims.sub.clone();
-    let input = input.into_inner();
     match run(&pool, move |conn| {
         notes::update(conn, id, &owner, &input.title, &input.body, Utc::now())
     })
@@ -247,5 +254,7 @@ mod tests {
         assert_eq!(cursor.id, note.id);
         assert_eq!(cursor.created_at, note.created_at);
         assert!(decode_cursor("not-a-cursor").is_none());
+        let before_1970 = URL_SAFE_NO_PAD.encode(format!("-300000000000000000.{}", note.id));
+        assert!(decode_cursor(&before_1970).is_none());
     }
 }

@@ -104,10 +104,10 @@ impl AuthError {
                 format!("This route needs the {role} role."),
             ),
         };
-        if let Some(value) = self.www_authenticate() {
-            if !matches!(self.failure, Failure::Unavailable) {
-                problem = problem.with_header(header::WWW_AUTHENTICATE, value);
-            }
+        if let Some(value) = self.www_authenticate()
+            && !matches!(self.failure, Failure::Unavailable)
+        {
+            problem = problem.with_header(header::WWW_AUTHENTICATE, value);
         }
         problem
     }
@@ -164,13 +164,13 @@ impl<R: Requirement> FromRequest for Authorized<R> {
             if !claims.has_scope(R::SCOPE) {
                 return Err(fail(Failure::InsufficientScope(R::SCOPE)));
             }
-            if let Some(role) = R::ROLE {
-                if !claims.has_role(role) {
-                    return Err(fail(Failure::MissingRole {
-                        scope: R::SCOPE,
-                        role,
-                    }));
-                }
+            if let Some(role) = R::ROLE
+                && !claims.has_role(role)
+            {
+                return Err(fail(Failure::MissingRole {
+                    scope: R::SCOPE,
+                    role,
+                }));
             }
             Ok(Authorized {
                 claims,

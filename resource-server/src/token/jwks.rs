@@ -7,7 +7,7 @@
 //! when a token names a `kid` we do not know, at most once per
 //! `min_refetch_interval` (10 s) however many unknown `kid`s arrive.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,11 +29,27 @@ pub struct Fetched {
 
 pub struct JwksCache {
     current: RwLock<Option<Arc<KeySet>>>,
-    /// Held while fetching, so concurrent misses cause one fetch.
+    /// When a token's unknown `kid` last caused a fetch. Held while
+    /// fetching, so concurrent misses cause one fetch. Scheduled refreshes
+    /// do not set it: a key published just after one must not be refused
+    /// for the rest of the interval.
     last_attempt: Mutex<Option<Instant>>,
     source: Box<dyn JwksSource>,
     min_refetch_interval: Duration,
     fetches: AtomicU64,
+    /// Whether the most recent fetch (of any kind) failed.
+    last_fetch_failed: AtomicBool,
+}
+
+/// What a refetch for an unknown `kid` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The key is known (now).
+    Known,
+    /// The issuer answered and does not have it.
+    Unknown,
+    /// The issuer cannot be reached: we cannot tell whether the key exists.
+    IssuerUnreachable,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -57,6 +73,7 @@ impl JwksCache {
             source,
             min_refetch_interval,
             fetches: AtomicU64::new(0),
+            last_fetch_failed: AtomicBool::new(false),
         }
     }
 
@@ -73,9 +90,15 @@ impl JwksCache {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    fn fetch_locked(&self, last_attempt: &mut Option<Instant>) -> Result<Duration, String> {
-        *last_attempt = Some(Instant::now());
+    /// Fetches; the caller holds `last_attempt`, so fetches never overlap.
+    fn fetch_locked(&self) -> Result<Duration, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        let result = self.fetch_and_store();
+        self.last_fetch_failed.store(result.is_err(), Ordering::Relaxed);
+        result
+    }
+
+    fn fetch_and_store(&self) -> Result<Duration, String> {
         let fetched = self.source.fetch()?;
         let keys = KeySet::from_jwks(&fetched.document);
         if keys.is_empty() {
@@ -96,32 +119,40 @@ impl JwksCache {
     /// Fetches now (blocking). Returns how long to wait before the next
     /// scheduled refresh.
     pub fn refresh(&self) -> Result<Duration, String> {
-        let mut last = match self.last_attempt.lock() {
+        let _fetching = match self.last_attempt.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        self.fetch_locked(&mut last)
+        self.fetch_locked()
     }
 
     /// Called when a token names `kid` and we do not know it (blocking).
     /// Fetches unless a fetch happened within the minimum interval; callers
-    /// arriving together wait for one fetch. Returns whether `kid` is known
-    /// afterwards.
-    pub fn refresh_for_unknown(&self, kid: &str) -> bool {
+    /// arriving together wait for one fetch. Says whether `kid` is known
+    /// afterwards, or that the issuer could not be asked (then the token
+    /// may well be valid, and the caller should not call it invalid).
+    pub fn refresh_for_unknown(&self, kid: &str) -> Lookup {
         let mut last = match self.last_attempt.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
         if self.keys().is_some_and(|k| k.contains(kid)) {
-            return true;
+            return Lookup::Known;
         }
         let recent = last.is_some_and(|at| at.elapsed() < self.min_refetch_interval);
         if !recent {
-            if let Err(e) = self.fetch_locked(&mut last) {
+            *last = Some(Instant::now());
+            if let Err(e) = self.fetch_locked() {
                 tracing::warn!(error = %e, "JWKS refetch for an unknown key failed");
             }
         }
-        self.keys().is_some_and(|k| k.contains(kid))
+        if self.keys().is_some_and(|k| k.contains(kid)) {
+            Lookup::Known
+        } else if self.last_fetch_failed.load(Ordering::Relaxed) {
+            Lookup::IssuerUnreachable
+        } else {
+            Lookup::Unknown
+        }
     }
 }
 
@@ -239,7 +270,94 @@ pub fn parse_max_age(value: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use josekit::jwk::KeyPair as _;
+    use josekit::jws::ES256;
+
     use super::*;
+
+    fn jwk(kid: &str) -> Value {
+        let mut jwk = ES256.generate_key_pair().unwrap().to_jwk_public_key();
+        jwk.set_key_id(kid);
+        jwk.set_algorithm("ES256");
+        Value::Object(jwk.into())
+    }
+
+    /// Serves whatever keys the test put in `keys`, counting fetches.
+    struct FakeSource {
+        keys: Arc<Mutex<Vec<Value>>>,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    impl JwksSource for FakeSource {
+        fn fetch(&self) -> Result<Fetched, String> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            Ok(Fetched {
+                document: serde_json::json!({ "keys": self.keys.lock().unwrap().clone() }),
+                max_age: None,
+            })
+        }
+    }
+
+    fn cache() -> (JwksCache, Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>) {
+        let keys = Arc::new(Mutex::new(vec![jwk("k1")]));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let source = FakeSource {
+            keys: Arc::clone(&keys),
+            fetches: Arc::clone(&fetches),
+        };
+        (
+            JwksCache::new(Box::new(source), Duration::from_secs(10)),
+            keys,
+            fetches,
+        )
+    }
+
+    #[test]
+    fn a_scheduled_refresh_does_not_use_up_the_unknown_kid_refetch() {
+        let (cache, keys, fetches) = cache();
+        cache.refresh().unwrap();
+        keys.lock().unwrap().push(jwk("k2"));
+        assert_eq!(cache.refresh_for_unknown("k2"), Lookup::Known);
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn unknown_kids_refetch_at_most_once_per_interval() {
+        let (cache, keys, fetches) = cache();
+        cache.refresh().unwrap();
+        assert_eq!(cache.refresh_for_unknown("made-up-1"), Lookup::Unknown);
+        assert_eq!(cache.refresh_for_unknown("made-up-2"), Lookup::Unknown);
+        keys.lock().unwrap().push(jwk("k2"));
+        assert_eq!(
+            cache.refresh_for_unknown("k2"),
+            Lookup::Unknown,
+            "inside the interval"
+        );
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        // A scheduled refresh still picks the new key up.
+        cache.refresh().unwrap();
+        assert_eq!(cache.refresh_for_unknown("k2"), Lookup::Known);
+        assert_eq!(fetches.load(Ordering::SeqCst), 3);
+    }
+
+    struct DownSource;
+
+    impl JwksSource for DownSource {
+        fn fetch(&self) -> Result<Fetched, String> {
+            Err("connection refused".into())
+        }
+    }
+
+    #[test]
+    fn an_unknown_kid_while_the_issuer_is_down_is_not_called_unknown() {
+        let cache = JwksCache::new(Box::new(DownSource), Duration::from_secs(10));
+        assert_eq!(cache.refresh_for_unknown("k9"), Lookup::IssuerUnreachable);
+        // Inside the interval, without a new fetch, the answer stays.
+        assert_eq!(cache.refresh_for_unknown("k9"), Lookup::IssuerUnreachable);
+        assert_eq!(cache.fetch_count(), 1);
+    }
 
     #[test]
     fn max_age_is_read_from_cache_control() {

@@ -23,7 +23,7 @@ pub use extract::{AuthError, Authorized, Challenge, Requirement};
 pub use verify::{Claims, Policy};
 
 use self::cache::VerifiedCache;
-use self::jwks::JwksCache;
+use self::jwks::{JwksCache, Lookup};
 use self::verify::VerifyError;
 
 /// Why a request is not authorized, before it becomes an HTTP answer.
@@ -93,13 +93,16 @@ impl TokenValidator {
         let verified = match self.check(token) {
             Err(VerifyError::UnknownKey(kid)) => {
                 let jwks = Arc::clone(&self.jwks);
-                let known = actix_web::web::block(move || jwks.refresh_for_unknown(&kid))
+                let lookup = actix_web::web::block(move || jwks.refresh_for_unknown(&kid))
                     .await
-                    .unwrap_or(false);
-                if !known {
-                    return Err(Failure::Invalid("the token's signing key is unknown"));
+                    .unwrap_or(Lookup::IssuerUnreachable);
+                match lookup {
+                    Lookup::Known => self.check(token),
+                    Lookup::Unknown => return Err(Failure::Invalid("the token's signing key is unknown")),
+                    // A key rotated while the issuer is down: the token may
+                    // be valid, so do not tell the client to drop it.
+                    Lookup::IssuerUnreachable => return Err(Failure::Unavailable),
                 }
-                self.check(token)
             }
             other => other,
         };

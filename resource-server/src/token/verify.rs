@@ -196,8 +196,13 @@ fn number(claims: &serde_json::Map<String, Value>, name: &str) -> Option<i64> {
         .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
 
+/// A non-empty string claim: an empty `sub` identifies no one.
 fn string(claims: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
-    claims.get(name).and_then(Value::as_str).map(str::to_owned)
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// The key id a token names, if its header parses (for logs and refetch).
@@ -260,10 +265,10 @@ pub fn verify(
     if iat - leeway > now {
         return Err(VerifyError::Invalid("token was issued in the future"));
     }
-    if let Some(nbf) = number(claims, "nbf") {
-        if nbf - leeway > now {
-            return Err(VerifyError::Invalid("token is not valid yet"));
-        }
+    if let Some(nbf) = number(claims, "nbf")
+        && nbf - leeway > now
+    {
+        return Err(VerifyError::Invalid("token is not valid yet"));
     }
     let sub = string(claims, "sub").ok_or(VerifyError::Invalid("token has no subject"))?;
     let client_id = string(claims, "client_id").ok_or(VerifyError::Invalid("token has no client_id"))?;
@@ -291,4 +296,181 @@ pub fn verify(
         exp,
         iat,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use josekit::jwk::KeyPair as _;
+    use josekit::jws::JwsHeader;
+    use josekit::jwt::JwtPayload;
+    use serde_json::json;
+
+    use super::*;
+
+    const ISSUER: &str = "https://auth.example.com";
+    const AUDIENCE: &str = "https://api.example.com/api";
+    const NOW: i64 = 1_800_000_000;
+
+    struct Fixture {
+        pair: josekit::jwk::alg::ec::EcKeyPair,
+        keys: KeySet,
+        policy: Policy,
+    }
+
+    fn fixture() -> Fixture {
+        let pair = ES256.generate_key_pair().unwrap();
+        let mut jwk = pair.to_jwk_public_key();
+        jwk.set_key_id("k1");
+        jwk.set_algorithm("ES256");
+        let keys = KeySet::from_jwks(&json!({ "keys": [Value::Object(jwk.into())] }));
+        let policy = Policy {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            leeway: Duration::from_secs(30),
+        };
+        Fixture { pair, keys, policy }
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "client_id": "c1", "jti": "j1",
+            "iat": NOW, "exp": NOW + 600, "scope": "profile notes:read",
+            "roles": ["user"], "preferred_username": "alice",
+        })
+    }
+
+    impl Fixture {
+        fn sign(&self, claims: &Value) -> String {
+            let mut header = JwsHeader::new();
+            header.set_token_type("at+jwt");
+            header.set_key_id("k1");
+            let payload = JwtPayload::from_map(claims.as_object().unwrap().clone()).unwrap();
+            let signer = ES256.signer_from_der(self.pair.to_der_private_key()).unwrap();
+            jwt::encode_with_signer(&payload, &header, &signer).unwrap()
+        }
+
+        fn verify_at(&self, claims: &Value, now: i64) -> Result<Claims, VerifyError> {
+            let now = Utc.timestamp_opt(now, 0).single().unwrap();
+            verify(&self.sign(claims), &self.keys, &self.policy, now)
+        }
+    }
+
+    fn set(name: &str, value: Value) -> Value {
+        let mut c = claims();
+        c[name] = value;
+        c
+    }
+
+    #[test]
+    fn a_valid_token_yields_its_claims() {
+        let f = fixture();
+        let c = f.verify_at(&claims(), NOW).unwrap();
+        assert_eq!(c.sub, "u1");
+        assert_eq!(c.client_id, "c1");
+        assert_eq!(c.scope_string(), "notes:read profile");
+        assert_eq!(c.roles, ["user"]);
+        assert_eq!(c.username.as_deref(), Some("alice"));
+        assert_eq!((c.iat, c.exp), (NOW, NOW + 600));
+    }
+
+    #[test]
+    fn expiry_allows_exactly_the_leeway() {
+        let f = fixture();
+        let exp = NOW + 600;
+        assert!(f.verify_at(&claims(), exp + 29).is_ok());
+        assert_eq!(
+            f.verify_at(&claims(), exp + 30),
+            Err(VerifyError::Invalid("token has expired"))
+        );
+    }
+
+    #[test]
+    fn nbf_and_iat_in_the_future_allow_exactly_the_leeway() {
+        let f = fixture();
+        assert!(f.verify_at(&set("nbf", json!(NOW + 30)), NOW).is_ok());
+        assert_eq!(
+            f.verify_at(&set("nbf", json!(NOW + 31)), NOW),
+            Err(VerifyError::Invalid("token is not valid yet"))
+        );
+        let iat = |t: i64| {
+            let mut c = set("iat", json!(t));
+            c["exp"] = json!(t + 600);
+            c
+        };
+        assert!(f.verify_at(&iat(NOW + 30), NOW).is_ok());
+        assert_eq!(
+            f.verify_at(&iat(NOW + 31), NOW),
+            Err(VerifyError::Invalid("token was issued in the future"))
+        );
+    }
+
+    #[test]
+    fn required_claims_must_be_present_and_non_empty() {
+        let f = fixture();
+        for name in ["iss", "aud", "exp", "iat", "sub", "client_id", "jti"] {
+            let mut c = claims();
+            c.as_object_mut().unwrap().remove(name);
+            assert!(f.verify_at(&c, NOW).is_err(), "without {name}");
+        }
+        for name in ["sub", "client_id", "jti"] {
+            assert!(f.verify_at(&set(name, json!("")), NOW).is_err(), "empty {name}");
+        }
+    }
+
+    #[test]
+    fn the_audience_may_be_a_list_that_contains_ours() {
+        let f = fixture();
+        assert!(f.verify_at(&set("aud", json!(["x", AUDIENCE])), NOW).is_ok());
+        assert_eq!(
+            f.verify_at(&set("aud", json!(["x", "y"])), NOW),
+            Err(VerifyError::Invalid("wrong audience"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_kid_is_reported_so_the_caller_can_refetch() {
+        let f = fixture();
+        let mut header = JwsHeader::new();
+        header.set_token_type("at+jwt");
+        header.set_key_id("k9");
+        let payload = JwtPayload::from_map(claims().as_object().unwrap().clone()).unwrap();
+        let signer = ES256.signer_from_der(f.pair.to_der_private_key()).unwrap();
+        let token = jwt::encode_with_signer(&payload, &header, &signer).unwrap();
+        let now = Utc.timestamp_opt(NOW, 0).single().unwrap();
+        assert_eq!(
+            verify(&token, &f.keys, &f.policy, now),
+            Err(VerifyError::UnknownKey("k9".into()))
+        );
+    }
+
+    #[test]
+    fn only_asymmetric_signing_keys_enter_the_key_set() {
+        let pair = ES256.generate_key_pair().unwrap();
+        let public = |kid: &str, extra: Value| {
+            let mut jwk = pair.to_jwk_public_key();
+            jwk.set_key_id(kid);
+            let mut map: serde_json::Map<String, Value> = jwk.into();
+            for (k, v) in extra.as_object().unwrap() {
+                map.insert(k.clone(), v.clone());
+            }
+            Value::Object(map)
+        };
+        let mut private = pair.to_jwk_private_key();
+        private.set_key_id("private");
+        let document = json!({"keys": [
+            public("ok", json!({})),
+            public("enc", json!({"use": "enc"})),
+            public("hmac-alg", json!({"alg": "HS256"})),
+            {"kty": "oct", "kid": "oct", "k": "c2VjcmV0", "alg": "HS256"},
+            Value::Object(private.into()),
+        ]});
+        let mut no_kid = pair.to_jwk_public_key();
+        no_kid.set_algorithm("ES256");
+        let keys = KeySet::from_jwks(&document);
+        assert_eq!(keys.len(), 1);
+        assert!(keys.contains("ok"));
+        assert!(KeySet::from_jwks(&json!({"keys": [Value::Object(no_kid.into())]})).is_empty());
+        assert!(KeySet::from_jwks(&json!({"nope": []})).is_empty());
+    }
 }

@@ -368,3 +368,205 @@ pub fn send_json(method: &str, url: &str, token: Option<&str>, body: &Value) -> 
         Some(&body.to_string()),
     )
 }
+
+// ---------------------------------------------------------------------------
+// Shared by the token, key, notes and HTTP tests.
+
+/// Where the 401/403 challenges point (RFC 9728 section 5.1), derived from
+/// [`AUDIENCE`].
+pub const RESOURCE_METADATA: &str = "http://127.0.0.1:8081/.well-known/oauth-protected-resource/api";
+
+/// The browser origin [`spawn_app`] allows.
+pub const CORS_ORIGIN: &str = "http://127.0.0.1:5173";
+
+/// Every scope a user can hold.
+pub const ALL_USER_SCOPES: &str = "profile notes:read notes:write";
+
+/// A started issuer with one key and a ready server that trusts it.
+pub struct Setup {
+    pub key: TestKey,
+    pub issuer: FakeIssuer,
+    pub app: TestApp,
+}
+
+impl Setup {
+    pub fn new() -> Self {
+        let key = TestKey::new("k1");
+        let issuer = FakeIssuer::start(&[&key]);
+        let app = spawn_app(&issuer.url);
+        app.wait_ready();
+        Self { key, issuer, app }
+    }
+
+    /// Valid claims for `sub` with `scope` and the `user` role.
+    pub fn claims(&self, sub: &str, scope: &str) -> Value {
+        claims(&self.issuer.url, sub, scope, &["user"])
+    }
+
+    /// A valid user token for `sub` with every user scope.
+    pub fn token(&self, sub: &str) -> String {
+        self.key.sign(&self.claims(sub, ALL_USER_SCOPES))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.app.url(path)
+    }
+}
+
+/// `claims` with `name` set to `value`.
+pub fn with(claims: &Value, name: &str, value: Value) -> Value {
+    let mut claims = claims.clone();
+    claims[name] = value;
+    claims
+}
+
+/// `claims` without `name`.
+pub fn without(claims: &Value, name: &str) -> Value {
+    let mut claims = claims.clone();
+    if let Some(map) = claims.as_object_mut() {
+        map.remove(name);
+    }
+    claims
+}
+
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A compact JWS built by hand, so tests can send what no library would.
+pub fn raw_jwt(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes()),
+        b64url(signature)
+    )
+}
+
+/// Polls `check` every 50 ms until it holds or `within` has passed.
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts an RFC 9457 problem response with `status` that leaks nothing
+/// internal; returns the parsed body.
+pub fn assert_problem(reply: &Reply, status: u16) -> Value {
+    assert_eq!(reply.status, status, "{reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json"),
+        "{reply:?}"
+    );
+    let body = reply.json();
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    let lower = reply.body.to_ascii_lowercase();
+    for leak in [
+        "panicked",
+        "stack backtrace",
+        "src/",
+        ".rs:",
+        "select ",
+        "insert into",
+        "diesel",
+        "postgres",
+        "sqlstate",
+    ] {
+        assert!(
+            !lower.contains(leak),
+            "problem body leaks {leak:?}: {}",
+            reply.body
+        );
+    }
+    body
+}
+
+/// Asserts a 401 for a missing token: a challenge with no error code
+/// (RFC 6750 section 3.1) and a problem body.
+pub fn assert_missing_token(reply: &Reply) {
+    assert_problem(reply, 401);
+    let challenge = reply.header("www-authenticate").expect("WWW-Authenticate");
+    assert_eq!(
+        challenge,
+        format!("Bearer realm=\"notes\", resource_metadata=\"{RESOURCE_METADATA}\""),
+        "{reply:?}"
+    );
+}
+
+/// Asserts a 401 `invalid_token` challenge and a problem body that says no
+/// more than the reason class.
+pub fn assert_invalid_token(reply: &Reply) {
+    let body = assert_problem(reply, 401);
+    assert_eq!(body["detail"], "The access token is not valid.", "{body}");
+    let challenge = reply.header("www-authenticate").expect("WWW-Authenticate");
+    assert!(
+        challenge.starts_with("Bearer realm=\"notes\", error=\"invalid_token\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with(&format!("resource_metadata=\"{RESOURCE_METADATA}\"")),
+        "{challenge}"
+    );
+}
+
+/// Asserts a 403 `insufficient_scope` challenge naming `scope`.
+pub fn assert_insufficient_scope(reply: &Reply, scope: &str) -> Value {
+    let body = assert_problem(reply, 403);
+    let challenge = reply.header("www-authenticate").expect("WWW-Authenticate");
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer realm=\"notes\", error=\"insufficient_scope\", scope=\"{scope}\", \
+             resource_metadata=\"{RESOURCE_METADATA}\""
+        ),
+        "{reply:?}"
+    );
+    body
+}
+
+impl TestKey {
+    /// Signs any header and claims, even ones josekit would refuse to
+    /// build (a string `exp`, an array `iss`).
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        use josekit::jws::JwsSigner as _;
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let signer = ES256
+            .signer_from_der(self.pair.to_der_private_key())
+            .expect("signer");
+        let signature = signer.sign(input.as_bytes()).expect("sign");
+        format!("{input}.{}", b64url(&signature))
+    }
+
+    /// The header [`TestKey::sign`] uses.
+    pub fn header(&self) -> Value {
+        json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid})
+    }
+}
+
+impl FakeIssuer {
+    /// Stops serving (the auth server goes down); [`FakeIssuer::run`]
+    /// starts it again on the same address.
+    pub fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            actix_web::rt::System::new().block_on(handle.stop(false));
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

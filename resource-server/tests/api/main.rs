@@ -10,4 +10,9 @@
 )]
 
 mod helpers;
+mod http;
+mod keys;
+mod notes;
+mod scopes;
 mod smoke;
+mod tokens;
