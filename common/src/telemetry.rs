@@ -69,7 +69,7 @@ where
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init()
     } else {
         builder.with_ansi(std::io::stdout().is_terminal()).try_init()

@@ -34,6 +34,7 @@ fn content_type(path: &Path) -> &'static str {
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
         Some("ico") => "image/x-icon",
+        Some("json") => "application/json",
         _ => "application/octet-stream",
     }
 }
@@ -91,7 +92,7 @@ fn run() -> Result<(), String> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("static"));
     let csp = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src {} {}; form-action 'none'; frame-ancestors 'none'; base-uri 'none'; \
+         connect-src 'self' {} {}; form-action 'none'; frame-ancestors 'none'; base-uri 'none'; \
          require-trusted-types-for 'script'",
         origin(&issuer)?,
         origin(&api)?

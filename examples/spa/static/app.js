@@ -21,6 +21,9 @@ let tokens = null; // { accessToken, refreshToken, expiresAt, scope }
 let refreshing = null;
 let refreshTimer = null;
 let nextCursorUrl = null;
+// Until main() has decided how this tab starts, it shows the signed-in
+// view itself; tokens another tab sends meanwhile are only adopted.
+let started = false;
 const channel = "BroadcastChannel" in window ? new BroadcastChannel("notes-demo-auth") : null;
 
 function redirectUri() {
@@ -336,7 +339,7 @@ function listenToOtherTabs() {
     if (message.type === "tokens" && message.tokens) {
       const wasSignedOut = !tokens;
       adopt(message.tokens, { broadcast: false });
-      if (wasSignedOut) showSignedIn().catch(() => {});
+      if (wasSignedOut && started) showSignedIn().catch(() => {});
     }
     if (message.type === "logout") signedOut("You logged out in another tab.");
   });
@@ -372,6 +375,7 @@ async function main() {
     try {
       await finishLogin(params);
     } catch (e) {
+      started = true;
       signedOut(e.message);
       return;
     }
@@ -384,6 +388,7 @@ async function main() {
       return startLogin();
     }
   }
+  started = true;
   if (tokens) {
     await showSignedIn();
   } else {

@@ -1,0 +1,580 @@
+//! Load benchmark: starts the release `auth-server` and `resource-server`
+//! binaries against fresh local databases, drives them from this process
+//! over loopback HTTP/1.1 keep-alive connections, and prints requests per
+//! second, p50/p99 latency and each server's peak resident memory.
+//!
+//! ```text
+//! cargo build --release -p auth-server -p resource-server -p e2e
+//! target/release/bench [--seconds 5]
+//! ```
+//!
+//! Run on demand, not in CI: the numbers depend on the machine (see
+//! `docs/performance.md` for the figures measured on the 2-core CI kind).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use e2e::{Agent, PASSWORD, SPA_REDIRECT, free_port, http};
+use oauth_common::testing::TestDatabase;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Server {
+    name: &'static str,
+    child: Child,
+}
+
+impl Server {
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary(name: &str) -> PathBuf {
+    let here = std::env::current_exe().expect("current exe");
+    let path = here.parent().expect("bin dir").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build --release -p {name}",
+        path.display()
+    );
+    path
+}
+
+fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if http().get(url, None).status == 200 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} never became healthy");
+}
+
+fn spawn(name: &'static str, args: &[&str], env: &[(&str, String)]) -> Server {
+    let mut command = Command::new(binary(name));
+    command.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    Server {
+        name,
+        child: command.spawn().expect("spawn server"),
+    }
+}
+
+fn cli(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> String {
+    use std::io::Write as _;
+    let mut command = Command::new(binary("auth-server"));
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("auth-server cli");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().expect("cli output");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One request shape; `body` may depend on the connection's state.
+#[derive(Clone)]
+enum Load {
+    Get {
+        path: String,
+        bearer: Option<String>,
+    },
+    Post {
+        path: String,
+        body: String,
+        basic: Option<String>,
+    },
+    /// Each connection rotates its own refresh-token chain.
+    Refresh {
+        client_id: String,
+        tokens: Arc<Vec<String>>,
+    },
+}
+
+struct Outcome {
+    requests: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+}
+
+async fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await?;
+    Ok((status, body))
+}
+
+fn request_bytes(host: &str, load: &Load, refresh: Option<&str>) -> Vec<u8> {
+    match load {
+        Load::Get { path, bearer } => {
+            let auth = bearer
+                .as_ref()
+                .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                .unwrap_or_default();
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n").into_bytes()
+        }
+        Load::Post { path, body, basic } => {
+            let auth = basic
+                .as_ref()
+                .map(|b| format!("Authorization: Basic {b}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+        Load::Refresh { client_id, .. } => {
+            let body = format!(
+                "grant_type=refresh_token&client_id={client_id}&refresh_token={}",
+                refresh.unwrap_or_default()
+            );
+            format!(
+                "POST /token HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+    }
+}
+
+async fn connection(addr: String, load: Load, index: usize, stop: Arc<AtomicBool>) -> Outcome {
+    let mut outcome = Outcome {
+        requests: 0,
+        errors: 0,
+        latencies_us: Vec::with_capacity(100_000),
+    };
+    let stream = TcpStream::connect(&addr).await.expect("connect");
+    stream.set_nodelay(true).ok();
+    let mut reader = BufReader::new(stream);
+    let mut refresh = match &load {
+        Load::Refresh { tokens, .. } => Some(tokens[index].clone()),
+        _ => None,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let bytes = request_bytes(&addr, &load, refresh.as_deref());
+        let started = Instant::now();
+        if reader.get_mut().write_all(&bytes).await.is_err() {
+            outcome.errors += 1;
+            break;
+        }
+        match read_response(&mut reader).await {
+            Ok((status, body)) => {
+                outcome
+                    .latencies_us
+                    .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+                outcome.requests += 1;
+                if status != 200 {
+                    outcome.errors += 1;
+                }
+                if refresh.is_some() && status == 200 {
+                    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    refresh = json["refresh_token"].as_str().map(str::to_owned);
+                }
+            }
+            Err(_) => {
+                outcome.errors += 1;
+                break;
+            }
+        }
+    }
+    outcome
+}
+
+struct Report {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn run(addr: &str, load: &Load, connections: usize, seconds: u64) -> Report {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..connections)
+            .map(|i| tokio::spawn(connection(addr.to_owned(), load.clone(), i, stop.clone())))
+            .collect();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        let mut requests = 0;
+        let mut errors = 0;
+        for task in tasks {
+            let outcome = task.await.expect("task");
+            requests += outcome.requests;
+            errors += outcome.errors;
+            all.extend(outcome.latencies_us);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        all.sort_unstable();
+        let pick = |q: f64| {
+            all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
+        Report {
+            rps: requests as f64 / elapsed,
+            p50_ms: pick(0.50),
+            p99_ms: pick(0.99),
+            errors,
+        }
+    })
+}
+
+fn main() {
+    let seconds: u64 = std::env::args()
+        .skip_while(|a| a != "--seconds")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let auth_db = TestDatabase::reserve("bench_auth");
+    let resource_db = TestDatabase::reserve("bench_resource");
+    let auth_port = free_port();
+    let resource_port = free_port();
+    let issuer = format!("http://127.0.0.1:{auth_port}");
+    let audience = format!("http://127.0.0.1:{resource_port}/api");
+    let key: String = (0..32).map(|i| format!("{:02x}", (i * 11 + 5) as u8)).collect();
+    let auth_env = vec![
+        ("AUTH_DATABASE_URL", auth_db.url()),
+        ("AUTH_LISTEN", format!("127.0.0.1:{auth_port}")),
+        ("AUTH_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port())),
+        ("AUTH_ISSUER", issuer.clone()),
+        ("AUTH_KEY_ENCRYPTION_KEY", key),
+        ("AUTH_DEFAULT_AUDIENCE", audience.clone()),
+        ("AUTH_LOG_FORMAT", "json".to_owned()),
+    ];
+    let auth_admin = auth_env[2].1.clone();
+
+    println!("preparing: users, clients, tokens ...");
+    cli(&["migrate"], &auth_env, None);
+    cli(
+        &[
+            "user",
+            "create",
+            "--username",
+            "bench",
+            "--role",
+            "user",
+            "--password-stdin",
+        ],
+        &auth_env,
+        Some(PASSWORD),
+    );
+    let spa: serde_json::Value = serde_json::from_str(&cli(
+        &[
+            "client",
+            "create",
+            "--name",
+            "spa",
+            "--public",
+            "--first-party",
+            "--redirect-uri",
+            SPA_REDIRECT,
+        ],
+        &auth_env,
+        None,
+    ))
+    .unwrap();
+    let service: serde_json::Value = serde_json::from_str(&cli(
+        &[
+            "client",
+            "create",
+            "--name",
+            "svc",
+            "--confidential",
+            "--allow-introspection",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "notes:read",
+        ],
+        &auth_env,
+        None,
+    ))
+    .unwrap();
+    let spa_id = spa["client_id"].as_str().unwrap().to_owned();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        service["client_id"].as_str().unwrap(),
+        service["client_secret"].as_str().unwrap()
+    ));
+
+    let auth = spawn("auth-server", &["serve"], &auth_env);
+    wait_healthy(&format!("http://{auth_admin}/healthz"));
+    let resource_admin = format!("127.0.0.1:{}", free_port());
+    let resource = spawn(
+        "resource-server",
+        &["serve"],
+        &[
+            ("RESOURCE_DATABASE_URL", resource_db.url()),
+            ("RESOURCE_LISTEN", format!("127.0.0.1:{resource_port}")),
+            ("RESOURCE_ADMIN_LISTEN", resource_admin.clone()),
+            ("RESOURCE_ISSUER", issuer.clone()),
+            ("RESOURCE_AUDIENCE", audience.clone()),
+            ("RESOURCE_LOG_FORMAT", "json".to_owned()),
+        ],
+    );
+    wait_healthy(&format!("http://{resource_admin}/healthz"));
+
+    // 64 independent refresh chains (one per connection), by the code flow.
+    let stack_view = CodeFlow {
+        auth: issuer.clone(),
+        client_id: spa_id.clone(),
+    };
+    let chains: Vec<_> = (0..64).map(|_| stack_view.tokens()).collect();
+    let access = chains[0]["access_token"].as_str().unwrap().to_owned();
+    let refresh_tokens: Vec<String> = chains
+        .iter()
+        .map(|t| t["refresh_token"].as_str().unwrap().to_owned())
+        .collect();
+    let auth_addr = format!("127.0.0.1:{auth_port}");
+    let api_addr = format!("127.0.0.1:{resource_port}");
+
+    let cases: Vec<(&str, String, Load, Vec<usize>)> = vec![
+        (
+            "client_credentials token",
+            auth_addr.clone(),
+            Load::Post {
+                path: "/token".into(),
+                body: "grant_type=client_credentials".into(),
+                basic: Some(basic.clone()),
+            },
+            vec![16, 64],
+        ),
+        (
+            "refresh rotation",
+            auth_addr.clone(),
+            Load::Refresh {
+                client_id: spa_id.clone(),
+                tokens: Arc::new(refresh_tokens),
+            },
+            vec![16, 64],
+        ),
+        (
+            "introspection (JWT)",
+            auth_addr.clone(),
+            Load::Post {
+                path: "/introspect".into(),
+                body: format!("token={access}"),
+                basic: Some(basic.clone()),
+            },
+            vec![16, 64],
+        ),
+        (
+            "JWKS",
+            auth_addr.clone(),
+            Load::Get {
+                path: "/.well-known/jwks.json".into(),
+                bearer: None,
+            },
+            vec![16, 64],
+        ),
+        (
+            "resource metadata (no auth)",
+            api_addr.clone(),
+            Load::Get {
+                path: "/.well-known/oauth-protected-resource".into(),
+                bearer: None,
+            },
+            vec![64],
+        ),
+        (
+            "GET /api/me",
+            api_addr.clone(),
+            Load::Get {
+                path: "/api/me".into(),
+                bearer: Some(access.clone()),
+            },
+            vec![64],
+        ),
+        (
+            "GET /api/notes",
+            api_addr.clone(),
+            Load::Get {
+                path: "/api/notes".into(),
+                bearer: Some(access.clone()),
+            },
+            vec![64],
+        ),
+    ];
+
+    // A few notes so the list endpoint reads rows.
+    for i in 0..10 {
+        let created = http().send_json(
+            "POST",
+            &format!("{audience}/notes"),
+            &access,
+            &serde_json::json!({"title": format!("note {i}"), "body": "benchmark"}),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+
+    println!(
+        "\n{seconds} s per row, load generator and servers on this machine ({} cores)\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!("| case | connections | requests/s | p50 ms | p99 ms | non-200 |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, addr, load, connections) in &cases {
+        for &n in connections {
+            // Refresh chains are spent by the 16-connection run; the
+            // 64-connection run gets fresh chains.
+            let load = match load {
+                Load::Refresh { client_id, .. } if n == 64 => Load::Refresh {
+                    client_id: client_id.clone(),
+                    tokens: Arc::new(
+                        (0..64)
+                            .map(|_| stack_view.tokens()["refresh_token"].as_str().unwrap().to_owned())
+                            .collect(),
+                    ),
+                },
+                other => other.clone(),
+            };
+            let _warm = run(addr, &load_for_warmup(&load), n.min(8), 1);
+            let report = run(addr, &load, n, seconds);
+            println!(
+                "| {name} | {n} | {:.0} | {:.2} | {:.2} | {} |",
+                report.rps, report.p50_ms, report.p99_ms, report.errors
+            );
+        }
+    }
+    println!();
+    for server in [&auth, &resource] {
+        println!(
+            "peak resident memory of {}: {:.1} MiB",
+            server.name,
+            server.peak_rss_kib() as f64 / 1024.0
+        );
+    }
+}
+
+/// Warm-up must not spend the refresh chains the measured run uses.
+fn load_for_warmup(load: &Load) -> Load {
+    match load {
+        Load::Refresh { .. } => Load::Get {
+            path: "/.well-known/jwks.json".into(),
+            bearer: None,
+        },
+        other => other.clone(),
+    }
+}
+
+struct CodeFlow {
+    auth: String,
+    client_id: String,
+}
+
+impl CodeFlow {
+    fn tokens(&self) -> serde_json::Value {
+        let mut browser = Agent::new(&self.auth);
+        let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(openssl::sha::sha256(verifier.as_bytes()));
+        let mut url = url::Url::parse(&format!("{}/authorize", self.auth)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", SPA_REDIRECT)
+            .append_pair("scope", "profile notes:read notes:write")
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        let login = browser.get(url.as_str(), None);
+        let page = browser.get(login.header("location").unwrap(), None);
+        let csrf = page.input("csrf_token").unwrap();
+        let action = page.form_action().unwrap();
+        let signed_in = browser.post_form(
+            &action,
+            &[
+                ("username", "bench"),
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+            ],
+            None,
+        );
+        let back = browser.get(signed_in.header("location").unwrap(), None);
+        let location = url::Url::parse(back.header("location").unwrap()).unwrap();
+        let code = location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned();
+        http()
+            .post_form(
+                &format!("{}/token", self.auth),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", SPA_REDIRECT),
+                    ("client_id", &self.client_id),
+                    ("code_verifier", &verifier),
+                ],
+                None,
+            )
+            .json()
+    }
+}
