@@ -188,8 +188,8 @@ impl Application {
             server = server.workers(n);
         }
         let server = server.listen(listener).map_err(|e| fail(e.to_string()))?.run();
-        let admin =
-            oauth_common::admin::server(admin_listener, pool, metrics, None).map_err(|e| fail(e.to_string()))?;
+        let admin = oauth_common::admin::server(admin_listener, pool, metrics, None)
+            .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             port,
             admin_port,

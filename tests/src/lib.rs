@@ -363,13 +363,13 @@ impl Agent {
         let mut headers = HashMap::new();
         for (name, value) in response.headers() {
             let value = value.to_str().unwrap_or("").to_owned();
-            if name.as_str().eq_ignore_ascii_case("set-cookie") {
-                if let Some((k, v)) = value.split(';').next().and_then(|p| p.split_once('=')) {
-                    if v.is_empty() {
-                        self.cookies.remove(k);
-                    } else {
-                        self.cookies.insert(k.to_owned(), v.to_owned());
-                    }
+            if name.as_str().eq_ignore_ascii_case("set-cookie")
+                && let Some((k, v)) = value.split(';').next().and_then(|p| p.split_once('='))
+            {
+                if v.is_empty() {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_owned(), v.to_owned());
                 }
             }
             headers.insert(name.as_str().to_ascii_lowercase(), value);

@@ -208,7 +208,14 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     render(&req, view, false)
 }
 
-pub async fn decide(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn decide(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let Some(body) = super::read_body(payload).await else {
+        return pages::error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            "The form was too large.",
+        );
+    };
     let params = query_params(&req);
     let form = form_params(&body).unwrap_or_default();
     let approve = match form.get("decision") {

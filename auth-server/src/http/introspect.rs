@@ -15,8 +15,11 @@ use crate::state::AppState;
 pub async fn introspect(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
+    let body = super::read_body(payload)
+        .await
+        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
     let (params, client) = authenticated_client(&req, &state, &body).await?;
     if client.kind != ClientKind::Confidential || !client.allow_introspection {
         return Err(OAuthError::InvalidClient {

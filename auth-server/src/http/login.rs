@@ -17,12 +17,13 @@ use crate::domain::{PasswordHash, Username};
 use crate::pages::{LoginPage, login_page};
 use crate::protocol::authorize::resolve_target;
 use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
-use crate::protocol::{OAuthError, Params, StoreError};
+use crate::protocol::{OAuthError, Params, StoreError, throttle};
 use crate::state::AppState;
 use crate::storage;
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password.";
 const FORM_EXPIRED: &str = "Your sign-in form expired. Please sign in again.";
+const THROTTLED: &str = "Too many failed sign-ins for this account. Wait a few minutes and try again.";
 
 /// Where to continue after sign-in: our own authorization endpoint only,
 /// so `return_to` cannot be used as an open redirect.
@@ -157,7 +158,14 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     )
 }
 
-pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let Some(body) = super::read_body(payload).await else {
+        return pages::error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            "The form was too large.",
+        );
+    };
     let return_to = return_to(&query_params(&req));
     let form = form_params(&body).unwrap_or_default();
     let username = form
@@ -175,16 +183,19 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
     let st = state.clone();
     let target = return_to.clone();
     let login_name = username.clone();
+    let throttle_key = throttle::account_key(&username);
+    let key = throttle_key.clone();
     let looked_up = with_store(&state, move |store| {
         let context = context(&st, store, &target)?;
+        let blocked = throttle::is_blocked(storage::throttle::get(store.conn, &key)?.as_ref(), Utc::now());
         let user = match Username::parse(&login_name) {
-            Ok(name) => storage::users::find_by_username(store.conn, name.as_str())?,
-            Err(_) => None,
+            Ok(name) if !blocked => storage::users::find_by_username(store.conn, name.as_str())?,
+            _ => None,
         };
-        Ok((context, user))
+        Ok((context, blocked, user))
     })
     .await;
-    let (context, found) = match looked_up {
+    let (context, blocked, found) = match looked_up {
         Ok(found) => found,
         Err(e) => return unavailable(e),
     };
@@ -216,6 +227,22 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
         );
     }
     let binding = binding.unwrap_or_default();
+    if blocked {
+        tracing::warn!("login refused: account throttled after repeated failures");
+        state.metrics.event("login_throttled");
+        return render(
+            &state,
+            Form {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                return_to: &return_to,
+                binding: &binding,
+                set_binding: false,
+                context: &context,
+                username: &username,
+                error: Some(THROTTLED),
+            },
+        );
+    }
 
     // Argon2 on the blocking pool, without holding a database connection.
     let dummy = state.dummy_hash.clone();
@@ -237,6 +264,14 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
     let Some(user) = verified else {
         tracing::info!("login failed");
         state.metrics.event("login_failed");
+        let key = throttle_key.clone();
+        let recorded = with_store(&state, move |store| {
+            storage::throttle::record_failure(store.conn, &key, |s| throttle::after_failure(s, Utc::now()))
+        })
+        .await;
+        if let Err(e) = recorded {
+            return unavailable(e);
+        }
         return render(
             &state,
             Form {
@@ -260,6 +295,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
         + chrono::Duration::from_std(state.settings.session_absolute_ttl).unwrap_or(chrono::Duration::MAX);
     let user_id = user.id;
     let created = with_store(&state, move |store| {
+        storage::throttle::clear(store.conn, &throttle_key)?;
         if let Some(old) = old_session {
             store.delete_session(&crypto::token_hash(&old))?;
         }

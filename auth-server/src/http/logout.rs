@@ -1,7 +1,8 @@
 //! `GET /logout` (a confirmation form) and `POST /logout` (CSRF-protected):
 //! ends the browser session and revokes every refresh-token family the
-//! session produced. `post_logout_redirect_uri` is followed only when it
-//! exactly matches a URI registered for the `client_id` given with it.
+//! session produced (and expires its unredeemed codes, which would start
+//! new ones). `post_logout_redirect_uri` is followed only when it exactly
+//! matches a URI registered for the `client_id` given with it.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -101,7 +102,14 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     )
 }
 
-pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let Some(body) = super::read_body(payload).await else {
+        return pages::error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            "The form was too large.",
+        );
+    };
     let params = query_params(&req);
     let form = form_params(&body).unwrap_or_default();
     let Some(raw) = session_cookie(&req, &state) else {
@@ -127,7 +135,9 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
     let st = state.clone();
     let done = with_store(&state, move |store| {
         let hash = crypto::token_hash(&raw);
-        let revoked = storage::grants::revoke_session_families(store.conn, &hash, Utc::now())?;
+        let now = Utc::now();
+        storage::grants::expire_session_codes(store.conn, &hash, now)?;
+        let revoked = storage::grants::revoke_session_families(store.conn, &hash, now)?;
         store.delete_session(&hash)?;
         Ok((revoked, destination(&st, store, &params)?))
     })

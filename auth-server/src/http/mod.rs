@@ -31,9 +31,10 @@ use crate::storage::store::PgStore;
 const FORM_LIMIT: usize = 16 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PayloadConfig::new(FORM_LIMIT))
-        .route("/", web::get().to(home::home))
+    cfg.route("/", web::get().to(home::home))
         .route("/static/style.css", web::get().to(home::stylesheet))
+        .route("/static/favicon.svg", web::get().to(home::favicon))
+        .route("/favicon.ico", web::get().to(home::favicon))
         .route("/login", web::get().to(login::show))
         .route("/login", web::post().to(login::submit))
         .route("/authorize", web::get().to(authorize::show))
@@ -92,6 +93,22 @@ pub fn is_form(req: &HttpRequest) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+/// Reads a request body of at most `FORM_LIMIT` bytes; `None` when it is
+/// larger (or the client went away). Handlers answer in their own format:
+/// JSON endpoints with `invalid_request`, pages with a 413 page.
+pub async fn read_body(mut payload: web::Payload) -> Option<web::Bytes> {
+    use futures_util::StreamExt as _;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.ok()?;
+        if body.len() + chunk.len() > FORM_LIMIT {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body.freeze())
 }
 
 /// A form body as parameters; `None` if it is not UTF-8.

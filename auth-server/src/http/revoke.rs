@@ -14,8 +14,11 @@ use crate::state::AppState;
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
+    let body = super::read_body(payload)
+        .await
+        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
     let (params, client) = authenticated_client(&req, &state, &body).await?;
     if params.is_repeated("token") {
         return Err(OAuthError::InvalidRequest("token is repeated").into());

@@ -13,7 +13,7 @@ use crate::model::Client;
 use crate::protocol::client_auth::{self, ClientDirectory as _};
 use crate::protocol::client_credentials;
 use crate::protocol::engine::{self, CodeExchange};
-use crate::protocol::refresh::{self, RefreshOutcome, RefreshRequest};
+use crate::protocol::refresh::{self, RefreshOutcome, RefreshRequest, RefreshStore as _};
 use crate::protocol::tokens::TokenResponse;
 use crate::protocol::{OAuthError, Params};
 use crate::state::AppState;
@@ -65,8 +65,11 @@ pub fn token_response(response: &TokenResponse) -> HttpResponse {
 pub async fn token(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
+    let body = super::read_body(payload)
+        .await
+        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
     // The grant type is checked first, so an unsupported one is named as
     // such whoever asks.
     let early = form_params(&body).unwrap_or_default();
@@ -92,16 +95,22 @@ pub async fn token(
             let st = state.clone();
             with_store(&state, move |store| {
                 let signer = st.keys.snapshot();
-                Ok(engine::exchange_code(
-                    &CodeExchange {
-                        params: &params,
-                        client: &client,
-                        policy: &st.policy,
-                        signer: signer.as_ref(),
-                        now,
-                    },
-                    store,
-                ))
+                // One transaction: the code stays locked until the tokens
+                // are stored, so a replay arriving meanwhile waits and then
+                // revokes them (OAuth 2.1 section 4.1.3). Refusals commit
+                // too: a spent code stays spent.
+                store.in_transaction(|store| {
+                    Ok(engine::exchange_code(
+                        &CodeExchange {
+                            params: &params,
+                            client: &client,
+                            policy: &st.policy,
+                            signer: signer.as_ref(),
+                            now,
+                        },
+                        store,
+                    ))
+                })
             })
             .await??
         }

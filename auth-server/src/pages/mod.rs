@@ -39,6 +39,7 @@ fn layout(title: &str, body: &str) -> String {
 <meta name="referrer" content="no-referrer">
 <title>{title}</title>
 <link rel="stylesheet" href="/static/style.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 </head>
 <body>
 <main class="card">
@@ -53,6 +54,9 @@ fn layout(title: &str, body: &str) -> String {
 
 /// The stylesheet served at `/static/style.css`.
 pub const STYLESHEET: &str = include_str!("style.css");
+
+/// The icon served at `/static/favicon.svg` (and `/favicon.ico`).
+pub const FAVICON: &str = include_str!("favicon.svg");
 
 #[cfg(test)]
 mod tests {

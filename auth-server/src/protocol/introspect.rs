@@ -24,6 +24,8 @@ pub trait AccessTokenVerifier {
 #[derive(Debug, Clone)]
 pub struct RefreshInfo {
     pub client_id: String,
+    /// The audiences of the access tokens this refresh token yields.
+    pub audiences: Vec<String>,
     pub user_id: Uuid,
     pub username: String,
     pub scope: ScopeSet,
@@ -116,16 +118,25 @@ fn refresh_token(
     store: &mut dyn IntrospectionStore,
     now: DateTime<Utc>,
 ) -> Result<Option<Value>, StoreError> {
-    let Some(info) = store.refresh_token_info(&crypto::token_hash(token))? else {
+    let hash = crypto::token_hash(token);
+    let Some(info) = store.refresh_token_info(&hash)? else {
         return Ok(None);
     };
     if info.used || info.family_revoked || info.expires_at <= now || info.family_expires_at <= now {
         return Ok(None);
     }
+    let aud = match info.audiences.as_slice() {
+        [one] => json!(one),
+        many => json!(many),
+    };
     Ok(Some(json!({
         "active": true,
         "scope": info.scope.to_string(),
         "client_id": info.client_id,
+        "aud": aud,
+        // Refresh tokens have no id of their own; the digest we store them
+        // under identifies one without revealing it.
+        "jti": crypto::b64url(&hash),
         "sub": info.user_id.to_string(),
         "username": info.username,
         "iss": issuer,

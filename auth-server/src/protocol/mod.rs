@@ -15,6 +15,7 @@ pub mod refresh;
 pub mod revoke;
 pub mod scope;
 pub mod session;
+pub mod throttle;
 pub mod tokens;
 
 pub use error::{OAuthError, StoreError};

@@ -58,8 +58,12 @@ pub fn judge(record: Option<&RefreshRecord>, client_id: &str, now: DateTime<Utc>
     if record.family_revoked {
         return Verdict::Reject("the refresh token has been revoked");
     }
-    if record.used_at.is_some() {
-        let in_window = record.grace_until.is_some_and(|until| now < until);
+    if let Some(used_at) = record.used_at {
+        // `now` is read when the request arrives; one that was already
+        // waiting for the row lock when the token was spent counts from the
+        // spend, so a zero window never replays.
+        let at = now.max(used_at);
+        let in_window = record.grace_until.is_some_and(|until| at < until);
         return match (
             &record.successor_sealed,
             in_window && record.client_id == client_id,
@@ -135,7 +139,9 @@ pub fn refresh<S: RefreshStore>(
             "refresh_token is required",
         )));
     };
-    let requested = match scope::parse_requested(request.params.get("scope")) {
+    // RFC 6749 section 6: the scope of a refresh must not include anything
+    // not originally granted; a name we do not know was never granted.
+    let requested = match request.params.get("scope").map(strict_scope).transpose() {
         Ok(r) => r,
         Err(e) => return Ok(RefreshOutcome::Refused(e)),
     };
@@ -178,6 +184,12 @@ pub fn refresh<S: RefreshStore>(
     })
 }
 
+fn strict_scope(value: &str) -> Result<ScopeSet, OAuthError> {
+    let tokens: Vec<&str> = value.split(' ').filter(|t| !t.is_empty()).collect();
+    ScopeSet::parse_known(&tokens)
+        .map_err(|_| OAuthError::InvalidScope("a refresh may narrow the scope, never widen it"))
+}
+
 fn rotate<S: RefreshStore>(
     request: &RefreshRequest<'_>,
     tx: &mut S,
@@ -186,12 +198,12 @@ fn rotate<S: RefreshStore>(
     requested: Option<&ScopeSet>,
 ) -> Result<RefreshOutcome, StoreError> {
     let now = request.now;
-    if let Some(requested) = requested {
-        if !requested.is_subset(&record.family_scope) {
-            return Ok(RefreshOutcome::Refused(OAuthError::InvalidScope(
-                "a refresh may narrow the scope, never widen it",
-            )));
-        }
+    if let Some(requested) = requested
+        && !requested.is_subset(&record.family_scope)
+    {
+        return Ok(RefreshOutcome::Refused(OAuthError::InvalidScope(
+            "a refresh may narrow the scope, never widen it",
+        )));
     }
     let Some(user) = tx.user(record.family_user_id)? else {
         return Ok(RefreshOutcome::Refused(OAuthError::InvalidGrant(
@@ -278,6 +290,16 @@ mod tests {
             judge(Some(&spent(12)), "spa", t(11)),
             Verdict::Replay(vec![1, 2, 3])
         );
+    }
+
+    #[test]
+    fn request_that_arrived_before_the_spend_counts_from_the_spend() {
+        assert_eq!(
+            judge(Some(&spent(12)), "spa", t(9)),
+            Verdict::Replay(vec![1, 2, 3])
+        );
+        // With no window (grace 0) it is a reuse, never a replay.
+        assert_eq!(judge(Some(&spent(10)), "spa", t(9)), Verdict::Reuse);
     }
 
     #[test]

@@ -30,16 +30,19 @@ pub enum Sweep {
     Families,
     /// Revoked access-token ids past the token's expiry.
     RevokedAccessTokens,
+    /// Failed sign-in counters whose window and block are over.
+    LoginThrottle,
 }
 
 impl Sweep {
-    pub const ALL: [Sweep; 6] = [
+    pub const ALL: [Sweep; 7] = [
         Sweep::Codes,
         Sweep::Sessions,
         Sweep::GracePairs,
         Sweep::RefreshTokens,
         Sweep::Families,
         Sweep::RevokedAccessTokens,
+        Sweep::LoginThrottle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Sweep {
             Sweep::RefreshTokens => "refresh_tokens",
             Sweep::Families => "token_families",
             Sweep::RevokedAccessTokens => "revoked_access_tokens",
+            Sweep::LoginThrottle => "login_throttle",
         }
     }
 
@@ -92,6 +96,13 @@ impl Sweep {
             Sweep::RevokedAccessTokens => {
                 "DELETE FROM revoked_access_tokens WHERE jti IN (
                    SELECT jti FROM revoked_access_tokens WHERE expires_at < $1
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            }
+            Sweep::LoginThrottle => {
+                "DELETE FROM login_throttle WHERE key IN (
+                   SELECT key FROM login_throttle
+                   WHERE window_started_at < $1 - interval '15 minutes'
+                     AND (blocked_until IS NULL OR blocked_until < $1)
                    LIMIT $2 FOR UPDATE SKIP LOCKED)"
             }
         }

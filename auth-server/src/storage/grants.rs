@@ -292,7 +292,7 @@ pub fn refresh_token_info(
     conn: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<Option<crate::protocol::introspect::RefreshInfo>, StoreError> {
-    use super::schema::users;
+    use super::schema::{clients, users};
     type Row = (
         String,
         DateTime<Utc>,
@@ -303,9 +303,14 @@ pub fn refresh_token_info(
         Vec<String>,
         DateTime<Utc>,
         Option<DateTime<Utc>>,
+        Vec<String>,
     );
     let row: Option<Row> = refresh_tokens::table
-        .inner_join(token_families::table.inner_join(users::table))
+        .inner_join(
+            token_families::table
+                .inner_join(users::table)
+                .inner_join(clients::table),
+        )
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select((
             refresh_tokens::client_id,
@@ -317,6 +322,7 @@ pub fn refresh_token_info(
             token_families::scopes,
             token_families::expires_at,
             token_families::revoked_at,
+            clients::audiences,
         ))
         .first(conn)
         .optional()?;
@@ -331,9 +337,11 @@ pub fn refresh_token_info(
             scopes,
             family_expires_at,
             revoked_at,
+            audiences,
         )| {
             Ok(crate::protocol::introspect::RefreshInfo {
                 client_id,
+                audiences,
                 user_id,
                 username,
                 scope: ScopeSet::parse_known(&scopes).map_err(StoreError::Failed)?,
@@ -385,5 +393,22 @@ pub fn revoke_session_families(
         token_families::revoked_at.eq(Some(now)),
         token_families::revoked_reason.eq(Some(RevocationReason::Logout.as_str())),
     ))
+    .execute(conn)?)
+}
+
+/// Expires the session's unused authorization codes (logout), so a code
+/// approved before logout cannot start a family after it.
+pub fn expire_session_codes(
+    conn: &mut PgConnection,
+    session_hash: &[u8],
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        authorization_codes::table
+            .filter(authorization_codes::session_hash.eq(session_hash))
+            .filter(authorization_codes::used_at.is_null())
+            .filter(authorization_codes::expires_at.gt(now)),
+    )
+    .set(authorization_codes::expires_at.eq(now))
     .execute(conn)?)
 }

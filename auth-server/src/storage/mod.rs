@@ -9,6 +9,7 @@ pub mod keys;
 pub mod schema;
 pub mod sessions;
 pub mod store;
+pub mod throttle;
 pub mod users;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};

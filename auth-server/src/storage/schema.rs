@@ -114,6 +114,7 @@ diesel::table! {
 diesel::joinable!(browser_sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> token_families (family_id));
 diesel::joinable!(token_families -> users (user_id));
+diesel::joinable!(token_families -> clients (client_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -125,4 +126,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     token_families,
     refresh_tokens,
     revoked_access_tokens,
+    login_throttle,
 );
+
+diesel::table! {
+    login_throttle (key) {
+        key -> Text,
+        failures -> Integer,
+        window_started_at -> Timestamptz,
+        blocked_until -> Nullable<Timestamptz>,
+    }
+}

@@ -502,3 +502,377 @@ pub fn jwt_header(token: &str) -> Value {
     let header = token.split('.').next().expect("header");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64")).expect("json")
 }
+
+// ---------------------------------------------------------------------------
+// Token lifecycle: refresh, client_credentials, introspection, revocation,
+// logout.
+
+/// Asserts an RFC 6749 section 5.2 error: this status, this `error` code,
+/// and a response that must not be cached.
+pub fn assert_oauth_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.json()["error"], code, "{}", reply.body);
+    assert_eq!(
+        reply.header("cache-control"),
+        Some("no-store"),
+        "{:?}",
+        reply.headers
+    );
+}
+
+/// `{"active": false}`, the only thing an inactive token may say.
+pub fn inactive() -> Value {
+    serde_json::json!({ "active": false })
+}
+
+impl TestApp {
+    /// The code flow in `browser` (so the grant belongs to its session);
+    /// confidential clients pass their secret and authenticate with Basic.
+    pub fn code_flow_in(
+        &self,
+        browser: &mut Browser,
+        client: &Client,
+        secret: Option<&str>,
+        username: &str,
+        extra: &[(&str, &str)],
+    ) -> Value {
+        let (verifier, challenge) = pkce();
+        let back = self.authorize(browser, &authorize_url(client, &challenge, extra), username);
+        let code = query_value(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
+        let mut fields = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", client.redirect_uris[0].as_str()),
+            ("code_verifier", verifier.as_str()),
+        ];
+        let authorization = secret.map(|s| basic(&client.client_id, s));
+        let mut headers = Vec::new();
+        match &authorization {
+            Some(h) => headers.push(("Authorization", h.as_str())),
+            None => fields.push(("client_id", client.client_id.as_str())),
+        }
+        let reply = self.http().post_form_with("/token", &fields, &headers);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    }
+
+    /// A confidential client allowed to introspect: (client_id, secret).
+    pub fn introspector(&self) -> (String, String) {
+        let (client, secret) = self.create_client(ClientRegistration {
+            name: "Resource server".into(),
+            confidential: true,
+            allow_introspection: true,
+            ..Default::default()
+        });
+        (client.client_id, secret.expect("secret"))
+    }
+
+    /// `POST /introspect` authenticated with Basic as `caller`.
+    pub fn introspect_as(&self, caller: &(String, String), fields: &[(&str, &str)]) -> Reply {
+        let authorization = basic(&caller.0, &caller.1);
+        self.http()
+            .post_form_with("/introspect", fields, &[("Authorization", &authorization)])
+    }
+
+    /// The introspection answer for `token` (asserts 200).
+    pub fn introspect(&self, caller: &(String, String), token: &str) -> Value {
+        let reply = self.introspect_as(caller, &[("token", token)]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        reply.json()
+    }
+
+    /// `grant_type=refresh_token` by a public client.
+    pub fn refresh(&self, client: &Client, refresh_token: &str) -> Reply {
+        self.refresh_with(client, refresh_token, &[])
+    }
+
+    pub fn refresh_with(&self, client: &Client, refresh_token: &str, extra: &[(&str, &str)]) -> Reply {
+        let mut fields = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client.client_id.as_str()),
+        ];
+        fields.extend_from_slice(extra);
+        self.http().post_form("/token", &fields)
+    }
+
+    /// `POST /revoke` by a public client (client_id alone).
+    pub fn revoke_public(&self, client: &Client, token: &str) -> Reply {
+        self.http().post_form(
+            "/revoke",
+            &[("token", token), ("client_id", client.client_id.as_str())],
+        )
+    }
+}
+
+/// The string at `key` of a JSON object.
+pub fn str_at<'v>(value: &'v Value, key: &str) -> &'v str {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key:?} in {value}"))
+}
+
+// ---------------------------------------------------------------------------
+// Foundation and code flow: the real binary, a second instance on the same
+// database, and authorizations that go through the consent page.
+
+/// What one run of the `auth-server` binary printed.
+#[derive(Debug)]
+pub struct BinaryRun {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl BinaryRun {
+    /// Standard output as one JSON value.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// The non-empty lines of standard error.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+    }
+
+    /// Asserts a failure: non-zero status, exactly one line on standard
+    /// error that contains `needle`, nothing on standard output.
+    pub fn assert_one_line_error(&self, needle: &str) {
+        assert!(!self.status.success(), "expected a failure: {self:?}");
+        let lines = self.stderr_lines();
+        assert_eq!(lines.len(), 1, "expected one line on stderr: {self:?}");
+        assert!(
+            lines[0].to_lowercase().contains(&needle.to_lowercase()),
+            "stderr does not mention {needle:?}: {self:?}"
+        );
+        assert_eq!(self.stdout.trim(), "", "{self:?}");
+    }
+}
+
+/// A command for the real binary with exactly these settings: the test
+/// process's own `AUTH_*` and `RUST_LOG` variables do not leak in.
+pub fn auth_binary(env: &HashMap<String, String>) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_auth-server"));
+    command.env_clear();
+    for (key, value) in std::env::vars() {
+        if matches!(key.as_str(), "PATH" | "HOME" | "USER" | "LANG") || key.starts_with("PG") {
+            command.env(key, value);
+        }
+    }
+    command.envs(env).current_dir(std::env::temp_dir());
+    command
+}
+
+/// Runs the binary with `args`, feeding `stdin`, and waits for it.
+pub fn run_auth_binary(env: &HashMap<String, String>, args: &[&str], stdin: &str) -> BinaryRun {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = auth_binary(env)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start auth-server");
+    if let Some(mut input) = child.stdin.take() {
+        // The program may exit before reading (bad arguments).
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let output = child.wait_with_output().expect("auth-server ran");
+    BinaryRun {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Another server instance on an existing database; unlike [`TestApp`] it
+/// does not own the database.
+pub struct Instance {
+    pub base: String,
+    pub admin: String,
+    pub issuer: String,
+    pub state: web::Data<AppState>,
+    handles: Option<(ServerHandle, ServerHandle)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The settings of a second instance behind the same public issuer as
+/// `first`: same database and key-encryption key, its own ports.
+pub fn peer_env(first: &TestApp) -> HashMap<String, String> {
+    let mut env = first.env.clone();
+    env.insert("AUTH_LISTEN".into(), format!("127.0.0.1:{}", free_port()));
+    env.insert("AUTH_ADMIN_LISTEN".into(), "127.0.0.1:0".into());
+    env
+}
+
+/// Starts an instance with these settings, or says why it could not.
+pub fn start_instance(env: &HashMap<String, String>) -> Result<Instance, String> {
+    init_logging();
+    let settings = Settings::from_source(&ConfigSource::from_maps(KEYS, HashMap::new(), env.clone()))
+        .map_err(|e| e.to_string())?;
+    let issuer = settings.issuer.as_str().to_owned();
+    let app = Application::build(settings).map_err(|e| e.to_string())?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let admin = format!("http://127.0.0.1:{}", app.admin_port());
+    let state = app.state();
+    let handles = app.handles();
+    let thread = std::thread::spawn(move || {
+        let _ = actix_web::rt::System::new().block_on(app.run_until_stopped());
+    });
+    Ok(Instance {
+        base,
+        admin,
+        issuer,
+        state,
+        handles: Some(handles),
+        thread: Some(thread),
+    })
+}
+
+impl Instance {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some((server, admin)) = self.handles.take() {
+            actix_web::rt::System::new().block_on(async {
+                server.stop(false).await;
+                admin.stop(false).await;
+            });
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some` or `within` has passed.
+pub fn eventually<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a reply is the consent page.
+pub fn is_consent_page(reply: &Reply) -> bool {
+    reply.status == 200 && reply.body.contains("name=\"decision\" value=\"approve\"")
+}
+
+/// Signs in through the login page when `reply` redirects there; returns
+/// the answer to the authorization request after sign-in.
+pub fn sign_in_if_asked(browser: &mut Browser, reply: Reply, username: &str) -> Reply {
+    let to_login = matches!(reply.status, 302 | 303)
+        && reply.header("location").is_some_and(|l| l.starts_with("/login"));
+    if !to_login {
+        return reply;
+    }
+    let login_url = reply.header("location").expect("location").to_owned();
+    let page = browser.get(&login_url);
+    let csrf = page.input_value("csrf_token").expect("csrf");
+    let action = page.form_action().expect("action");
+    let posted = browser.post_form(
+        &action,
+        &[
+            ("username", username),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+        ],
+    );
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    let next = posted.header("location").expect("location").to_owned();
+    browser.get(&next)
+}
+
+/// Answers the consent page shown in `page` with `decision`.
+pub fn decide_consent(browser: &mut Browser, page: &Reply, decision: &str) -> Reply {
+    assert!(is_consent_page(page), "not the consent page: {}", page.body);
+    let csrf = page.input_value("csrf_token").expect("csrf");
+    let action = page.form_action().expect("action");
+    browser.post_form(&action, &[("csrf_token", &csrf), ("decision", decision)])
+}
+
+impl TestApp {
+    /// Like [`TestApp::authorize`], but approves the consent page when it
+    /// is shown.
+    pub fn authorize_approving(&self, browser: &mut Browser, url: &str, username: &str) -> url::Url {
+        let first = browser.get(url);
+        let mut reply = sign_in_if_asked(browser, first, username);
+        if is_consent_page(&reply) {
+            reply = decide_consent(browser, &reply, "approve");
+            assert_eq!(reply.status, 303, "{}", reply.body);
+        }
+        assert!(
+            matches!(reply.status, 302 | 303),
+            "expected a redirect, got {}: {}",
+            reply.status,
+            reply.body
+        );
+        reply.location(&self.base).expect("location")
+    }
+
+    /// A fresh code for `client` (signing in and approving as needed):
+    /// `(code, verifier)`.
+    pub fn obtain_code(
+        &self,
+        browser: &mut Browser,
+        client: &Client,
+        username: &str,
+        extra: &[(&str, &str)],
+    ) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let back = self.authorize_approving(browser, &authorize_url(client, &challenge, extra), username);
+        let code = query_value(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
+        (code, verifier)
+    }
+
+    /// `grant_type=authorization_code` for `client`: Basic when `secret` is
+    /// given, `client_id` in the body otherwise.
+    pub fn redeem_code(&self, client: &Client, secret: Option<&str>, code: &str, verifier: &str) -> Reply {
+        redeem_code_at(&self.base, client, secret, code, verifier)
+    }
+}
+
+/// `grant_type=authorization_code` at the server at `base`.
+pub fn redeem_code_at(
+    base: &str,
+    client: &Client,
+    secret: Option<&str>,
+    code: &str,
+    verifier: &str,
+) -> Reply {
+    let mut fields = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", client.redirect_uris[0].as_str()),
+        ("code_verifier", verifier),
+    ];
+    let authorization = secret.map(|s| basic(&client.client_id, s));
+    let mut headers = Vec::new();
+    match &authorization {
+        Some(h) => headers.push(("Authorization", h.as_str())),
+        None => fields.push(("client_id", client.client_id.as_str())),
+    }
+    Browser::new(base).post_form_with("/token", &fields, &headers)
+}
+
+/// Whether a `Location` (or any URL) carries a query parameter `name`.
+pub fn has_query(url: &url::Url, name: &str) -> bool {
+    url.query_pairs().any(|(k, _)| k == name)
+}

@@ -1,7 +1,13 @@
 //! HTTP integration tests of the auth-server against a real Postgres: one
 //! test binary, one server and one database per test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    dead_code
+)]
 
 mod helpers;
 mod smoke;
@@ -17,3 +23,4 @@ mod client_credentials;
 mod introspect_revoke;
 mod logout_cleanup;
 mod refresh;
+mod throttle;
