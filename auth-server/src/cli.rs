@@ -136,8 +136,7 @@ pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliErro
     let roles = Roles::parse(&args.roles).map_err(CliError)?;
     let password = Password::parse(&read_password()?, &username).map_err(CliError)?;
     let hash = PasswordHash::create(&password).map_err(CliError)?;
-    let pool = startup::open_database(settings)?;
-    let mut conn = pool.get()?;
+    let mut conn = startup::open_connection(settings)?;
     let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Utc::now()).map_err(
         |e| match e {
             storage::users::CreateUserError::UsernameTaken => {
@@ -166,8 +165,7 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
         allow_introspection: args.allow_introspection,
     }
     .check(&settings.default_audience)?;
-    let pool = startup::open_database(settings)?;
-    let mut conn = pool.get()?;
+    let mut conn = startup::open_connection(settings)?;
     storage::clients::insert(&mut conn, &new.client, Utc::now())?;
     let client = &new.client;
     let mut out = json!({
@@ -188,15 +186,14 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
 }
 
 pub fn rotate_keys(settings: &Settings) -> Result<(), CliError> {
-    let pool = startup::open_database(settings)?;
+    let mut conn = startup::open_connection(settings)?;
     let master = startup::master_key(&settings.key_encryption_key)?;
     let server_keys = ServerKeys::derive(&master)?;
     // Fails early if the configured key cannot open the existing keys.
-    startup::load_keys(&pool, &server_keys, settings)?;
+    startup::load_keys(&mut conn, &server_keys, settings)?;
     let now = Utc::now();
     let delay = chrono::Duration::from_std(settings.key_activation_delay)?;
     let row = crate::keys::generate(&server_keys.signing_key_wrap, now, now + delay)?;
-    let mut conn = pool.get()?;
     storage::keys::insert(&mut conn, &row)?;
     print_json(&json!({ "kid": row.kid, "alg": row.alg, "activates_at": row.activates_at.to_rfc3339() }))
 }
@@ -217,7 +214,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         None | Some(Command::Serve) => serve(settings),
         Some(Command::Migrate) => {
-            startup::open_database(&settings)?;
+            startup::open_connection(&settings)?;
             Ok(())
         }
         Some(Command::User(UserCommand::Create(args))) => create_user(&settings, &args),

@@ -2,8 +2,8 @@
 //! authentication is on the hottest path (client_credentials); with the
 //! cache a token request needs no database round trip. Entries expire after
 //! `TTL`, so a change made by another process (the CLI, another instance)
-//! is seen within that time; changes made through this process call
-//! [`ClientCache::invalidate`].
+//! is seen within that time. Nothing in the server itself changes clients
+//! today; code that does must drop the entry (`ClientCache::invalidate`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

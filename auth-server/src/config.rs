@@ -110,10 +110,21 @@ impl Issuer {
     }
 }
 
-fn seconds(source: &ConfigSource, key: &str, default: u64, min: u64) -> Result<Duration, ConfigError> {
+const DAY: u64 = 86_400;
+
+fn seconds(
+    source: &ConfigSource,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
     let value: u64 = source.parse_or(key, default)?;
-    if value < min {
-        return Err(ConfigError(format!("{key}: must be at least {min}")));
+    if !range.contains(&value) {
+        return Err(ConfigError(format!(
+            "{key}: must be from {} to {} seconds",
+            range.start(),
+            range.end()
+        )));
     }
     Ok(Duration::from_secs(value))
 }
@@ -154,20 +165,20 @@ impl Settings {
                 ))
             }
         };
-        let access_token_ttl = seconds(source, "AUTH_ACCESS_TOKEN_TTL", 600, 1)?;
-        let refresh_token_ttl = seconds(source, "AUTH_REFRESH_TOKEN_TTL", 1_209_600, 1)?;
-        let refresh_family_ttl = seconds(source, "AUTH_REFRESH_TOKEN_ABSOLUTE_TTL", 2_592_000, 1)?;
+        let access_token_ttl = seconds(source, "AUTH_ACCESS_TOKEN_TTL", 600, 1..=DAY)?;
+        let refresh_token_ttl = seconds(source, "AUTH_REFRESH_TOKEN_TTL", 1_209_600, 1..=365 * DAY)?;
+        let refresh_family_ttl = seconds(
+            source,
+            "AUTH_REFRESH_TOKEN_ABSOLUTE_TTL",
+            2_592_000,
+            1..=365 * DAY,
+        )?;
         if refresh_family_ttl < refresh_token_ttl {
             return Err(ConfigError(
                 "AUTH_REFRESH_TOKEN_ABSOLUTE_TTL must not be shorter than AUTH_REFRESH_TOKEN_TTL".into(),
             ));
         }
-        let refresh_grace = seconds(source, "AUTH_REFRESH_GRACE_SECONDS", 2, 0)?;
-        if refresh_grace > Duration::from_secs(60) {
-            return Err(ConfigError(
-                "AUTH_REFRESH_GRACE_SECONDS: at most 60; a long window weakens theft detection".into(),
-            ));
-        }
+        let refresh_grace = seconds(source, "AUTH_REFRESH_GRACE_SECONDS", 2, 0..=60)?;
         let workers: usize = source.parse_or("AUTH_WORKERS", 0)?;
         let pool_size: u32 = source.parse_or("AUTH_DATABASE_POOL_SIZE", 16)?;
         if pool_size == 0 {
@@ -186,18 +197,18 @@ impl Settings {
             refresh_token_ttl,
             refresh_family_ttl,
             refresh_grace,
-            key_activation_delay: seconds(source, "AUTH_KEY_ACTIVATION_DELAY", 900, 0)?,
-            session_idle_ttl: seconds(source, "AUTH_SESSION_IDLE_TTL", 3600, 60)?,
-            session_absolute_ttl: seconds(source, "AUTH_SESSION_ABSOLUTE_TTL", 43_200, 60)?,
+            key_activation_delay: seconds(source, "AUTH_KEY_ACTIVATION_DELAY", 900, 0..=7 * DAY)?,
+            session_idle_ttl: seconds(source, "AUTH_SESSION_IDLE_TTL", 3600, 60..=30 * DAY)?,
+            session_absolute_ttl: seconds(source, "AUTH_SESSION_ABSOLUTE_TTL", 43_200, 60..=30 * DAY)?,
             key_encryption_key,
             pool_size,
             workers: (workers > 0).then_some(workers),
             log_format: source.parse_or("AUTH_LOG_FORMAT", LogFormat::Auto)?,
-            cleanup_interval: seconds(source, "AUTH_CLEANUP_INTERVAL", 60, 1)?,
+            cleanup_interval: seconds(source, "AUTH_CLEANUP_INTERVAL", 60, 1..=DAY)?,
             default_audience: source
                 .string("AUTH_DEFAULT_AUDIENCE")
                 .unwrap_or_else(|| "http://127.0.0.1:8081/api".to_owned()),
-            key_reload_interval: seconds(source, "AUTH_KEY_RELOAD_INTERVAL", 30, 1)?,
+            key_reload_interval: seconds(source, "AUTH_KEY_RELOAD_INTERVAL", 30, 1..=60)?,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod client_cache;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod hasher;
 pub mod http;
 pub mod keys;
 pub mod model;

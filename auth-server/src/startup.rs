@@ -57,6 +57,17 @@ pub fn open_database(settings: &Settings) -> Result<PgPool, StartupError> {
     Ok(pool)
 }
 
+/// For one-shot commands: the database created and migrated, and one plain
+/// connection to it (no pool, so no thread is left connecting at exit).
+pub fn open_connection(settings: &Settings) -> Result<diesel::PgConnection, StartupError> {
+    let unreachable =
+        |e: &dyn std::fmt::Display| fail(format!("cannot reach the auth database (AUTH_DATABASE_URL): {e}"));
+    db::ensure_database(&settings.database_url).map_err(|e| unreachable(&e))?;
+    let mut conn = db::connect_once(&settings.database_url).map_err(|e| unreachable(&e))?;
+    db::migrate(&mut conn, storage::MIGRATIONS, storage::MIGRATION_LOCK).map_err(fail)?;
+    Ok(conn)
+}
+
 /// The 32-byte key that protects signing keys and CSRF tokens.
 pub fn master_key(source: &KeyEncryptionKeySource) -> Result<[u8; 32], StartupError> {
     match source {
@@ -102,22 +113,19 @@ fn development_key(path: &Path) -> Result<[u8; 32], StartupError> {
 
 /// Loads the signing keys, creating the first one on a fresh database.
 pub fn load_keys(
-    pool: &PgPool,
+    conn: &mut diesel::PgConnection,
     server_keys: &ServerKeys,
     settings: &Settings,
 ) -> Result<KeyManager, StartupError> {
-    let mut conn = pool
-        .get()
-        .map_err(|e| fail(format!("cannot reach the auth database: {e}")))?;
     let now = Utc::now();
-    let created = storage::keys::insert_if_none(&mut conn, || {
+    let created = storage::keys::insert_if_none(conn, || {
         Ok(keys::generate(&server_keys.signing_key_wrap, now, now)?)
     })
     .map_err(|e| fail(format!("cannot create the first signing key: {e}")))?;
     if created {
         tracing::info!("created the first signing key");
     }
-    let rows = storage::keys::load_all(&mut conn).map_err(|e| fail(e.to_string()))?;
+    let rows = storage::keys::load_all(conn).map_err(|e| fail(e.to_string()))?;
     KeyManager::new(
         &rows,
         server_keys.signing_key_wrap,
@@ -145,7 +153,12 @@ impl Application {
         let pool = open_database(&settings)?;
         let master = master_key(&settings.key_encryption_key)?;
         let server_keys = ServerKeys::derive(&master).map_err(|e| fail(e.0))?;
-        let keys = load_keys(&pool, &server_keys, &settings)?;
+        let keys = {
+            let mut conn = pool
+                .get()
+                .map_err(|e| fail(format!("cannot reach the auth database: {e}")))?;
+            load_keys(&mut conn, &server_keys, &settings)?
+        };
 
         let listener = bind("AUTH_LISTEN", &settings.listen)?;
         let admin_listener = bind("AUTH_ADMIN_LISTEN", &settings.admin_listen)?;
@@ -160,6 +173,7 @@ impl Application {
             hsts: settings.issuer.is_https(),
         });
         let workers = settings.workers;
+        let pool_size = settings.pool_size;
         let state = web::Data::new(
             AppState::new(
                 settings,
@@ -184,9 +198,12 @@ impl Application {
                 .wrap(from_fn(telemetry::request_id_header))
                 .wrap(TracingLogger::<RootSpan>::new())
         });
-        if let Some(n) = workers {
-            server = server.workers(n);
-        }
+        let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        // Blocking threads only wait for database connections; more than the
+        // pool can serve would only hold memory.
+        server = server
+            .workers(workers)
+            .worker_max_blocking_threads(usize::try_from(pool_size).unwrap_or(16).max(4));
         let server = server.listen(listener).map_err(|e| fail(e.to_string()))?.run();
         let admin = oauth_common::admin::server(admin_listener, pool, metrics, None)
             .map_err(|e| fail(e.to_string()))?;

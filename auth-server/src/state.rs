@@ -9,11 +9,15 @@ use crate::client_cache::ClientCache;
 use crate::config::Settings;
 use crate::crypto::ServerKeys;
 use crate::domain::PasswordHash;
+use crate::hasher::PasswordVerifier;
 use crate::http::cookies::{self, CookieNames};
 use crate::http::cors::CorsOrigins;
 use crate::keys::KeyManager;
 use crate::protocol::StoreError;
 use crate::protocol::tokens::TokenPolicy;
+
+/// Sign-ins that may wait for a password thread; more get "busy".
+const VERIFY_QUEUE: usize = 32;
 
 pub struct AppState {
     pub settings: Settings,
@@ -26,6 +30,8 @@ pub struct AppState {
     /// Verified against when the username is unknown, so a failed login
     /// takes as long whether or not the user exists.
     pub dummy_hash: PasswordHash,
+    /// Checks passwords on its own threads, with bounded concurrency.
+    pub verifier: PasswordVerifier,
     /// RFC 8414 metadata, computed once.
     pub metadata: String,
     pub cookies: CookieNames,
@@ -41,6 +47,9 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let dummy_hash = dummy_hash()?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+        let verifier = PasswordVerifier::start(threads, VERIFY_QUEUE)
+            .map_err(|e| StoreError::Failed(format!("cannot start password threads: {e}")))?;
         let metadata = crate::http::discovery::metadata_document(&settings.issuer).to_string();
         let policy = TokenPolicy {
             issuer: settings.issuer.as_str().to_owned(),
@@ -59,6 +68,7 @@ impl AppState {
             clients: ClientCache::default(),
             cors: CorsOrigins::default(),
             dummy_hash,
+            verifier,
             metadata,
             policy,
         })

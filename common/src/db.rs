@@ -73,9 +73,27 @@ impl From<diesel::result::Error> for DbError {
             Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
                 DbError::Unavailable(info.message().to_owned())
             }
+            // diesel does not expose the SQLSTATE of these; their messages
+            // are stable Postgres texts. A timed-out statement or lock and
+            // a server shutting down are outages, not bad requests.
+            Error::DatabaseError(_, info) if is_transient(info.message()) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
             other => DbError::Query(other),
         }
     }
+}
+
+fn is_transient(message: &str) -> bool {
+    const TRANSIENT: [&str; 6] = [
+        "canceling statement due to statement timeout",
+        "canceling statement due to lock timeout",
+        "terminating connection due to administrator command",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "server closed the connection unexpectedly",
+    ];
+    TRANSIENT.iter().any(|t| message.contains(t))
 }
 
 impl From<r2d2::Error> for DbError {
@@ -133,11 +151,23 @@ impl HandleError<diesel::r2d2::Error> for TracingErrorHandler {
 /// unless the operator set them.
 fn with_connect_options(database_url: &str) -> String {
     let mut url = database_url.to_owned();
-    if !url.contains("connect_timeout=") {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("connect_timeout=3");
+    // GSSAPI encryption is off unless asked for: trying it costs a round
+    // trip per connection, and libpq's Kerberos library has crashed at
+    // process exit while a pool thread was still connecting.
+    for (key, default) in [("connect_timeout", "3"), ("gssencmode", "disable")] {
+        if !url.contains(&format!("{key}=")) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("{key}={default}"));
+        }
     }
     url
+}
+
+/// One connection, no pool, no background threads: for one-shot commands
+/// (they must not exit while a pool thread is still connecting).
+pub fn connect_once(database_url: &Secret) -> Result<PgConnection, DbError> {
+    PgConnection::establish(&with_connect_options(database_url.expose()))
+        .map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
 /// Builds the pool and proves the database answers. Fails fast (within the
@@ -222,6 +252,15 @@ pub fn ensure_database(database_url: &Secret) -> Result<(), DbError> {
 /// instances starting at once migrate one after the other.
 pub fn run_migrations(pool: &PgPool, migrations: EmbeddedMigrations, lock_key: i64) -> Result<usize, String> {
     let mut conn = pool.get().map_err(|e| format!("database unavailable: {e}"))?;
+    migrate(&mut conn, migrations, lock_key)
+}
+
+/// [`run_migrations`] on a given connection.
+pub fn migrate(
+    conn: &mut PgConnection,
+    migrations: EmbeddedMigrations,
+    lock_key: i64,
+) -> Result<usize, String> {
     conn.batch_execute(&format!("SELECT pg_advisory_lock({lock_key})"))
         .map_err(|e| format!("cannot take the migration lock: {e}"))?;
     let result = conn
@@ -304,18 +343,28 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_and_shutdowns_count_as_unavailable() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let error =
+            |message: &str| Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()));
+        assert!(DbError::from(error("canceling statement due to statement timeout")).is_unavailable());
+        assert!(DbError::from(error("terminating connection due to administrator command")).is_unavailable());
+        assert!(!DbError::from(error("syntax error at or near")).is_unavailable());
+    }
+
+    #[test]
     fn connect_timeout_is_added_once() {
         assert_eq!(
             with_connect_options("postgres://localhost/x"),
-            "postgres://localhost/x?connect_timeout=3"
+            "postgres://localhost/x?connect_timeout=3&gssencmode=disable"
         );
         assert_eq!(
             with_connect_options("postgres://localhost/x?sslmode=disable"),
-            "postgres://localhost/x?sslmode=disable&connect_timeout=3"
+            "postgres://localhost/x?sslmode=disable&connect_timeout=3&gssencmode=disable"
         );
         assert_eq!(
-            with_connect_options("postgres://localhost/x?connect_timeout=9"),
-            "postgres://localhost/x?connect_timeout=9"
+            with_connect_options("postgres://localhost/x?connect_timeout=9&gssencmode=prefer"),
+            "postgres://localhost/x?connect_timeout=9&gssencmode=prefer"
         );
     }
 }

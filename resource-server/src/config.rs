@@ -17,6 +17,7 @@ pub const KEYS: KnownKeys = KnownKeys {
         "RESOURCE_ADMIN_LISTEN",
         "RESOURCE_CORS_ORIGINS",
         "RESOURCE_LEEWAY_SECONDS",
+        "RESOURCE_MAX_TOKEN_LIFETIME",
         "RESOURCE_DATABASE_POOL_SIZE",
         "RESOURCE_WORKERS",
         "RESOURCE_LOG_FORMAT",
@@ -37,6 +38,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// The longest access-token lifetime (`exp - iat`) accepted.
+    pub max_token_lifetime: Duration,
     pub pool_size: u32,
     pub workers: Option<usize>,
     pub log_format: LogFormat,
@@ -86,6 +89,12 @@ impl Settings {
         if leeway > 300 {
             return Err(ConfigError("RESOURCE_LEEWAY_SECONDS: at most 300".into()));
         }
+        let max_token_lifetime: u64 = source.parse_or("RESOURCE_MAX_TOKEN_LIFETIME", 86_400)?;
+        if max_token_lifetime == 0 {
+            return Err(ConfigError(
+                "RESOURCE_MAX_TOKEN_LIFETIME: must be at least 1".into(),
+            ));
+        }
         let pool_size: u32 = source.parse_or("RESOURCE_DATABASE_POOL_SIZE", 16)?;
         if pool_size == 0 {
             return Err(ConfigError(
@@ -107,6 +116,7 @@ impl Settings {
             audience,
             cors_origins,
             leeway: Duration::from_secs(leeway),
+            max_token_lifetime: Duration::from_secs(max_token_lifetime),
             pool_size,
             workers: (workers > 0).then_some(workers),
             log_format: source.parse_or("RESOURCE_LOG_FORMAT", LogFormat::Auto)?,

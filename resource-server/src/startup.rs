@@ -101,6 +101,7 @@ impl Application {
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
                 leeway: settings.leeway,
+                max_lifetime: settings.max_token_lifetime,
             },
         ));
         let challenge = web::Data::new(Challenge {

@@ -177,12 +177,14 @@ fn render(req: &HttpRequest, view: Result<View, StoreError>, after_post: bool) -
             form_origins,
         }) => {
             let action = format!("/authorize?{}", req.query_string());
+            let redirect_origin = form_origins.first().map(String::as_str).unwrap_or_default();
             let body = consent_page(&ConsentPage {
                 action: &action,
                 csrf_token: &csrf_token,
                 client_name: &client_name,
                 username: &username,
                 scope: &scope,
+                redirect_origin,
             });
             pages::html(StatusCode::OK, body, &form_origins)
         }

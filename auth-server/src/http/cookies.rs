@@ -15,6 +15,8 @@ use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 pub struct CookieNames {
     pub session: &'static str,
     pub login: &'static str,
+    /// Marks a browser that signed in to an account before.
+    pub device: &'static str,
 }
 
 pub fn names(https: bool) -> CookieNames {
@@ -22,11 +24,13 @@ pub fn names(https: bool) -> CookieNames {
         CookieNames {
             session: "__Host-session",
             login: "__Host-login",
+            device: "__Host-device",
         }
     } else {
         CookieNames {
             session: "session",
             login: "login",
+            device: "device",
         }
     }
 }
@@ -44,6 +48,14 @@ fn base(name: &'static str, value: String) -> Cookie<'static> {
 /// session has its own idle and absolute expiry).
 pub fn set(name: &'static str, value: String) -> Cookie<'static> {
     base(name, value)
+}
+
+/// The device cookie: kept for 180 days, sent only with our own forms.
+pub fn device(name: &'static str, value: String) -> Cookie<'static> {
+    let mut cookie = base(name, value);
+    cookie.set_same_site(SameSite::Strict);
+    cookie.set_max_age(CookieDuration::days(180));
+    cookie
 }
 
 pub fn remove(name: &'static str) -> Cookie<'static> {

@@ -34,12 +34,19 @@ impl CorsOrigins {
         }
     }
 
-    fn due_for_reload(&self) -> bool {
-        let loaded = match self.inner.read() {
-            Ok(guard) => guard.1,
-            Err(poisoned) => poisoned.into_inner().1,
+    /// Claims the right to reload now: true for at most one caller per
+    /// `RELOAD_ON_MISS_AFTER`, whether or not its reload then succeeds, so
+    /// made-up origins (or a database outage) cannot pile up reloads.
+    fn claim_reload(&self) -> bool {
+        let mut guard = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        loaded.is_none_or(|at| at.elapsed() >= RELOAD_ON_MISS_AFTER)
+        let due = guard.1.is_none_or(|at| at.elapsed() >= RELOAD_ON_MISS_AFTER);
+        if due {
+            guard.1 = Some(Instant::now());
+        }
+        due
     }
 
     /// Replaces the allow-list with the origins of these redirect URIs.
@@ -67,7 +74,7 @@ async fn allowed(state: &web::Data<AppState>, origin: &str) -> bool {
     if state.cors.contains(origin) {
         return true;
     }
-    if state.cors.due_for_reload() {
+    if state.cors.claim_reload() {
         if let Err(e) = reload(state).await {
             tracing::warn!(error = %e, "cannot reload CORS origins");
         }

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
-use super::token::authenticated_client;
+use super::token::{authenticated_client, read_form};
 use super::{OAuthJson, with_store};
 use crate::domain::ClientKind;
 use crate::protocol::OAuthError;
@@ -17,10 +17,8 @@ pub async fn introspect(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
-    let body = super::read_body(payload)
-        .await
-        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
-    let (params, client) = authenticated_client(&req, &state, &body).await?;
+    let params = read_form(&req, payload).await?;
+    let client = authenticated_client(&req, &state, &params).await?;
     if client.kind != ClientKind::Confidential || !client.allow_introspection {
         return Err(OAuthError::InvalidClient {
             used_basic: req.headers().contains_key(header::AUTHORIZATION),

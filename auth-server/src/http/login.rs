@@ -8,22 +8,24 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use oauth_common::db;
 
+use super::pages::unavailable;
 use super::{cookies, find_session, form_params, pages, query_params, session_cookie, with_store};
 use crate::client_cache::CachedClients;
 use crate::crypto;
-use crate::domain::{PasswordHash, Username};
+use crate::domain::Username;
+use crate::hasher::Busy;
 use crate::pages::{LoginPage, login_page};
 use crate::protocol::authorize::resolve_target;
 use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
-use crate::protocol::{OAuthError, Params, StoreError, throttle};
+use crate::protocol::{Params, StoreError, throttle};
 use crate::state::AppState;
 use crate::storage;
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password.";
 const FORM_EXPIRED: &str = "Your sign-in form expired. Please sign in again.";
 const THROTTLED: &str = "Too many failed sign-ins for this account. Wait a few minutes and try again.";
+const BUSY: &str = "Too many sign-ins are in progress. Please try again in a moment.";
 
 /// Where to continue after sign-in: our own authorization endpoint only,
 /// so `return_to` cannot be used as an open redirect.
@@ -65,15 +67,6 @@ fn context(
     })
 }
 
-fn unavailable(e: StoreError) -> HttpResponse {
-    let error = OAuthError::from_store(e);
-    pages::error(
-        super::home::error_status(&error),
-        "Unavailable",
-        "The service is temporarily unavailable. Please try again.",
-    )
-}
-
 struct Form<'a> {
     status: StatusCode,
     return_to: &'a str,
@@ -83,6 +76,29 @@ struct Form<'a> {
     context: &'a Context,
     username: &'a str,
     error: Option<&'a str>,
+}
+
+impl<'a> Form<'a> {
+    /// The form shown again with an error.
+    fn refusal(
+        status: StatusCode,
+        return_to: &'a str,
+        binding: &'a str,
+        set_binding: bool,
+        context: &'a Context,
+        username: &'a str,
+        error: &'static str,
+    ) -> Self {
+        Self {
+            status,
+            return_to,
+            binding,
+            set_binding,
+            context,
+            username,
+            error: Some(error),
+        }
+    }
 }
 
 fn render(state: &AppState, form: Form<'_>) -> HttpResponse {
@@ -158,10 +174,43 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     )
 }
 
+/// The throttle key for this attempt: the account's, unless the browser
+/// holds a device cookie from an earlier sign-in to this same account, in
+/// which case the device has its own count (so an attacker hammering the
+/// account cannot lock out the browsers its owner already uses).
+fn throttle_key(state: &AppState, req: &HttpRequest, username: &str) -> String {
+    let device = req.cookie(state.cookies.device).map(|c| c.value().to_owned());
+    let recognised = device.as_deref().and_then(|value| {
+        let (nonce, mac) = value.split_once('.')?;
+        let bound = device_binding(nonce, username);
+        csrf_ok(&state.server_keys.csrf, CsrfPurpose::Device, &bound, mac).then(|| nonce.to_owned())
+    });
+    match recognised {
+        Some(nonce) => throttle::device_key(&nonce),
+        None => throttle::account_key(username),
+    }
+}
+
+fn device_binding(nonce: &str, username: &str) -> String {
+    format!("{nonce}\u{0}{}", username.trim().to_ascii_lowercase())
+}
+
+/// A new device cookie value for `username`: `nonce.mac`.
+fn device_cookie(state: &AppState, username: &str) -> Option<String> {
+    let nonce = crypto::b64url(&crypto::random_bytes::<16>().ok()?);
+    let mac = csrf_token(
+        &state.server_keys.csrf,
+        CsrfPurpose::Device,
+        &device_binding(&nonce, username),
+    )
+    .ok()?;
+    Some(format!("{nonce}.{mac}"))
+}
+
 pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
     let Some(body) = super::read_body(payload).await else {
         return pages::error(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::PAYLOAD_TOO_LARGE,
             "Request too large",
             "The form was too large.",
         );
@@ -179,30 +228,47 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     let presented_token = form.get("csrf_token").unwrap_or("").to_owned();
     let binding = cookies::read(&req, state.cookies.login);
     let old_session = session_cookie(&req, &state);
-
-    let st = state.clone();
-    let target = return_to.clone();
-    let login_name = username.clone();
-    let throttle_key = throttle::account_key(&username);
-    let key = throttle_key.clone();
-    let looked_up = with_store(&state, move |store| {
-        let context = context(&st, store, &target)?;
-        let blocked = throttle::is_blocked(storage::throttle::get(store.conn, &key)?.as_ref(), Utc::now());
-        let user = match Username::parse(&login_name) {
-            Ok(name) if !blocked => storage::users::find_by_username(store.conn, name.as_str())?,
-            _ => None,
-        };
-        Ok((context, blocked, user))
-    })
-    .await;
-    let (context, blocked, found) = match looked_up {
-        Ok(found) => found,
-        Err(e) => return unavailable(e),
-    };
-
     let csrf_valid = binding
         .as_deref()
         .is_some_and(|b| csrf_ok(&state.server_keys.csrf, CsrfPurpose::Login, b, &presented_token));
+    let key = throttle_key(&state, &req, &username);
+
+    // One round trip: the page context, and (for a valid form) the attempt
+    // reserved against the throttle before any hashing, so parallel
+    // guesses are counted too, and the user.
+    let st = state.clone();
+    let target = return_to.clone();
+    let login_name = username.clone();
+    let reserved_key = key.clone();
+    let looked_up = with_store(&state, move |store| {
+        let context = context(&st, store, &target)?;
+        if !csrf_valid {
+            return Ok((context, false, None));
+        }
+        let allowed = storage::throttle::reserve_attempt(store.conn, &reserved_key, Utc::now())?;
+        let user = match Username::parse(&login_name) {
+            Ok(name) if allowed => storage::users::find_by_username(store.conn, name.as_str())?,
+            _ => None,
+        };
+        Ok((context, allowed, user))
+    })
+    .await;
+    let (context, allowed, found) = match looked_up {
+        Ok(found) => found,
+        Err(e) => return unavailable(e),
+    };
+    let form = |status, binding, set_binding, error| {
+        Form::refusal(
+            status,
+            &return_to,
+            binding,
+            set_binding,
+            &context,
+            &username,
+            error,
+        )
+    };
+
     if !csrf_valid {
         tracing::warn!("login refused: CSRF token missing or wrong");
         state.metrics.event("login_csrf_failed");
@@ -215,75 +281,51 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         };
         return render(
             &state,
-            Form {
-                status: StatusCode::FORBIDDEN,
-                return_to: &return_to,
-                binding: &binding,
-                set_binding,
-                context: &context,
-                username: &username,
-                error: Some(FORM_EXPIRED),
-            },
+            form(StatusCode::FORBIDDEN, &binding, set_binding, FORM_EXPIRED),
         );
     }
     let binding = binding.unwrap_or_default();
-    if blocked {
-        tracing::warn!("login refused: account throttled after repeated failures");
+    if !allowed {
+        tracing::warn!("login refused: throttled after repeated failures");
         state.metrics.event("login_throttled");
         return render(
             &state,
-            Form {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                return_to: &return_to,
-                binding: &binding,
-                set_binding: false,
-                context: &context,
-                username: &username,
-                error: Some(THROTTLED),
-            },
+            form(StatusCode::TOO_MANY_REQUESTS, &binding, false, THROTTLED),
         );
     }
 
-    // Argon2 on the blocking pool, without holding a database connection.
-    let dummy = state.dummy_hash.clone();
-    let verified = db::blocking(move || {
-        // Passwords longer than the policy allows cannot be right; still
-        // spend the same time on them.
-        let candidate: &str = if password.len() > 1024 { "" } else { &password };
-        Ok::<_, db::BlockingJoinError>(match found {
-            Some((user, hash)) => verify(&hash, candidate).then_some(user),
-            None => {
-                let _ = verify(&dummy, candidate);
-                None
-            }
-        })
-    })
-    .await
-    .unwrap_or(None);
-
-    let Some(user) = verified else {
+    // Argon2 on the verifier's own threads. An unknown user is checked
+    // against a dummy hash so both cases take as long. Passwords longer
+    // than the policy allows cannot be right; they cost the same.
+    let candidate = if password.len() > 1024 {
+        String::new()
+    } else {
+        password
+    };
+    let (hash, user) = match found {
+        Some((user, hash)) => (hash, Some(user)),
+        None => (state.dummy_hash.clone(), None),
+    };
+    let matched = match state.verifier.verify(hash, candidate).await {
+        Ok(matched) => matched,
+        Err(Busy) => {
+            tracing::warn!("login refused: too many sign-ins in progress");
+            state.metrics.event("login_busy");
+            let mut page = render(
+                &state,
+                form(StatusCode::SERVICE_UNAVAILABLE, &binding, false, BUSY),
+            );
+            page.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("2"),
+            );
+            return page;
+        }
+    };
+    let Some(user) = user.filter(|_| matched) else {
         tracing::info!("login failed");
         state.metrics.event("login_failed");
-        let key = throttle_key.clone();
-        let recorded = with_store(&state, move |store| {
-            storage::throttle::record_failure(store.conn, &key, |s| throttle::after_failure(s, Utc::now()))
-        })
-        .await;
-        if let Err(e) = recorded {
-            return unavailable(e);
-        }
-        return render(
-            &state,
-            Form {
-                status: StatusCode::OK,
-                return_to: &return_to,
-                binding: &binding,
-                set_binding: false,
-                context: &context,
-                username: &username,
-                error: Some(BAD_CREDENTIALS),
-            },
-        );
+        return render(&state, form(StatusCode::OK, &binding, false, BAD_CREDENTIALS));
     };
 
     let Ok(session_id) = crypto::random_token() else {
@@ -295,11 +337,17 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         + chrono::Duration::from_std(state.settings.session_absolute_ttl).unwrap_or(chrono::Duration::MAX);
     let user_id = user.id;
     let created = with_store(&state, move |store| {
-        storage::throttle::clear(store.conn, &throttle_key)?;
+        storage::throttle::clear(store.conn, &key)?;
+        store.create_session(&session_hash, user_id, now, expires_at)?;
         if let Some(old) = old_session {
-            store.delete_session(&crypto::token_hash(&old))?;
+            // A new id for the new sign-in (no fixation), but the grants
+            // the old session produced stay tied to this browser, so a
+            // later logout still ends them.
+            let old_hash = crypto::token_hash(&old);
+            storage::grants::rebind_session(store.conn, &old_hash, &session_hash)?;
+            store.delete_session(&old_hash)?;
         }
-        store.create_session(&session_hash, user_id, now, expires_at)
+        Ok(())
     })
     .await;
     if let Err(e) = created {
@@ -310,9 +358,8 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     let mut response = pages::redirect(&return_to, true);
     let _ = response.add_cookie(&cookies::set(state.cookies.session, session_id));
     let _ = response.add_cookie(&cookies::remove(state.cookies.login));
+    if let Some(device) = device_cookie(&state, &user.username) {
+        let _ = response.add_cookie(&cookies::device(state.cookies.device, device));
+    }
     response
-}
-
-fn verify(hash: &PasswordHash, candidate: &str) -> bool {
-    hash.verify(candidate)
 }

@@ -13,7 +13,7 @@ use crate::client_cache::CachedClients;
 use crate::crypto;
 use crate::protocol::client_auth::ClientDirectory as _;
 use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
-use crate::protocol::{OAuthError, Params, StoreError};
+use crate::protocol::{Params, StoreError};
 use crate::state::AppState;
 use crate::storage;
 
@@ -54,29 +54,23 @@ fn origin_of(location: &str) -> Vec<String> {
         .collect()
 }
 
-fn unavailable(e: StoreError) -> HttpResponse {
-    let error = OAuthError::from_store(e);
-    pages::error(
-        super::home::error_status(&error),
-        "Unavailable",
-        "The service is temporarily unavailable. Please try again.",
-    )
-}
-
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = query_params(&req);
     let raw = session_cookie(&req, &state);
     let st = state.clone();
+    let lookup = raw.clone();
     let found = with_store(&state, move |store| {
-        let session = find_session(store, raw.as_deref(), Utc::now(), st.settings.session_idle_ttl)?;
+        let session = find_session(store, lookup.as_deref(), Utc::now(), st.settings.session_idle_ttl)?;
         Ok((session, destination(&st, store, &params)?))
     })
     .await;
     let (session, destination) = match found {
         Ok(found) => found,
-        Err(e) => return unavailable(e),
+        Err(e) => return pages::unavailable(e),
     };
-    let (Some(session), Some(raw)) = (session, session_cookie(&req, &state)) else {
+    // A session that has idled out may still have grants to revoke: any
+    // session cookie gets the form.
+    let Some(raw) = raw else {
         return match destination {
             Some(location) => pages::redirect(&location, false),
             None => pages::html(
@@ -87,7 +81,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         };
     };
     let Ok(token) = csrf_token(&state.server_keys.csrf, CsrfPurpose::Logout, &raw) else {
-        return unavailable(StoreError::Failed("csrf".into()));
+        return pages::unavailable(StoreError::Failed("csrf".into()));
     };
     let action = if req.query_string().is_empty() {
         "/logout".to_owned()
@@ -97,7 +91,11 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let origins = destination.as_deref().map(origin_of).unwrap_or_default();
     pages::html(
         StatusCode::OK,
-        crate::pages::logout_page(&action, &token, &session.user.username),
+        crate::pages::logout_page(
+            &action,
+            &token,
+            session.as_ref().map(|s| s.user.username.as_str()),
+        ),
         &origins,
     )
 }
@@ -144,7 +142,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     .await;
     let (revoked, destination) = match done {
         Ok(done) => done,
-        Err(e) => return unavailable(e),
+        Err(e) => return pages::unavailable(e),
     };
     tracing::info!(revoked_families = revoked, "logged out");
     let mut response = match destination {

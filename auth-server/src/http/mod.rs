@@ -41,16 +41,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/authorize", web::post().to(authorize::decide))
         .route("/logout", web::get().to(logout::show))
         .route("/logout", web::post().to(logout::submit))
-        .route("/introspect", web::post().to(introspect::introspect))
+        .service(
+            web::resource("/introspect")
+                .route(web::post().to(introspect::introspect))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(
             web::resource("/revoke")
                 .wrap(from_fn(cors::cors))
-                .route(web::post().to(revoke::revoke)),
+                .route(web::post().to(revoke::revoke))
+                .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/token")
                 .wrap(from_fn(cors::cors))
-                .route(web::post().to(token::token)),
+                .route(web::post().to(token::token))
+                .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/.well-known/oauth-authorization-server")
@@ -62,6 +68,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(cors::cors))
                 .route(web::get().to(discovery::jwks)),
         );
+}
+
+/// The JSON endpoints take POST only (RFC 6749 section 3.2, RFC 7662, RFC
+/// 7009); anything else is a 405 in the section 5.2 error form.
+async fn method_not_allowed() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, "POST"))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "use POST",
+        }))
 }
 
 /// Runs `f` with a store on the blocking pool.

@@ -41,3 +41,16 @@ pub fn redirect(location: &str, after_post: bool) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish()
 }
+
+/// The page for a store failure: 503 when the database is down, else 500.
+pub fn unavailable(e: crate::protocol::StoreError) -> HttpResponse {
+    let status = match crate::protocol::OAuthError::from_store(e) {
+        crate::protocol::OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(
+        status,
+        "Unavailable",
+        "The service is temporarily unavailable. Please try again.",
+    )
+}

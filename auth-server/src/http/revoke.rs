@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
-use super::token::authenticated_client;
+use super::token::{authenticated_client, read_form};
 use super::{OAuthJson, with_store};
 use crate::protocol::OAuthError;
 use crate::protocol::revoke::{self, Revoked};
@@ -16,10 +16,8 @@ pub async fn revoke(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
-    let body = super::read_body(payload)
-        .await
-        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
-    let (params, client) = authenticated_client(&req, &state, &body).await?;
+    let params = read_form(&req, payload).await?;
+    let client = authenticated_client(&req, &state, &params).await?;
     if params.is_repeated("token") {
         return Err(OAuthError::InvalidRequest("token is repeated").into());
     }

@@ -31,27 +31,34 @@ pub async fn load_client(
     Ok(found.map(|c| state.clients.put(c)))
 }
 
-/// Reads a protocol form body and authenticates the client.
-pub async fn authenticated_client(
-    req: &HttpRequest,
-    state: &web::Data<AppState>,
-    body: &[u8],
-) -> Result<(Params, Arc<Client>), OAuthJson> {
+/// Reads a protocol request's form body (RFC 6749 section 3.2: POST,
+/// `application/x-www-form-urlencoded`, at most `FORM_LIMIT` bytes).
+pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Params, OAuthJson> {
+    let body = super::read_body(payload)
+        .await
+        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
     if !is_form(req) {
         return Err(OAuthError::InvalidRequest("the body must be application/x-www-form-urlencoded").into());
     }
-    let params = form_params(body).ok_or(OAuthError::InvalidRequest("the body is not valid UTF-8"))?;
+    Ok(form_params(&body).ok_or(OAuthError::InvalidRequest("the body is not valid UTF-8"))?)
+}
+
+/// Authenticates the client of a protocol request.
+pub async fn authenticated_client(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    params: &Params,
+) -> Result<Arc<Client>, OAuthJson> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let credentials = client_auth::extract(authorization, &params)?;
+    let credentials = client_auth::extract(authorization, params)?;
     let client = load_client(state, credentials.client_id()).await?;
     client_auth::authenticate(&credentials, client.as_deref())?;
-    let client = client.ok_or(OAuthError::InvalidClient {
+    Ok(client.ok_or(OAuthError::InvalidClient {
         used_basic: credentials.used_basic(),
-    })?;
-    Ok((params, client))
+    })?)
 }
 
 pub fn token_response(response: &TokenResponse) -> HttpResponse {
@@ -67,21 +74,18 @@ pub async fn token(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
-    let body = super::read_body(payload)
-        .await
-        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
-    // The grant type is checked first, so an unsupported one is named as
-    // such whoever asks.
-    let early = form_params(&body).unwrap_or_default();
-    let grant = match early.get("grant_type") {
-        None if early.is_repeated("grant_type") => {
+    let params = read_form(&req, payload).await?;
+    // The grant type is checked before the client, so an unsupported one is
+    // named as such whoever asks.
+    let grant = match params.get("grant_type") {
+        None if params.is_repeated("grant_type") => {
             return Err(OAuthError::InvalidRequest("grant_type is repeated").into());
         }
         None => return Err(OAuthError::InvalidRequest("grant_type is required").into()),
         Some(g) => GrantType::parse(g).map_err(|_| OAuthError::UnsupportedGrantType)?,
     };
     tracing::Span::current().record("grant_type", grant.as_str());
-    let (params, client) = authenticated_client(&req, &state, &body).await?;
+    let client = authenticated_client(&req, &state, &params).await?;
     tracing::Span::current().record("client_id", client.client_id.as_str());
     if params.first_repeated().is_some() {
         return Err(OAuthError::InvalidRequest("a parameter is repeated").into());

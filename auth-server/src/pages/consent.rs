@@ -9,6 +9,9 @@ pub struct ConsentPage<'a> {
     pub client_name: &'a str,
     pub username: &'a str,
     pub scope: &'a ScopeSet,
+    /// Where the answer goes (scheme://host[:port] of the redirect URI), so
+    /// the user can see which site is asking.
+    pub redirect_origin: &'a str,
 }
 
 /// `INTERFACE.md`: one `<form method="post">` with a hidden `csrf_token` and
@@ -32,7 +35,7 @@ pub fn consent_page(page: &ConsentPage<'_>) -> String {
 <p><strong class="client-name">{client}</strong> asks to:</p>
 <ul class="scopes">
 {scopes}</ul>
-<p class="muted">Signed in as {user}.</p>
+<p class="muted">You will be sent back to {origin}. Signed in as {user}.</p>
 <form method="post" action="{action}">
 <input type="hidden" name="csrf_token" value="{csrf}">
 <div class="actions">
@@ -42,6 +45,7 @@ pub fn consent_page(page: &ConsentPage<'_>) -> String {
 </form>"#,
             client = escape(page.client_name),
             user = escape(page.username),
+            origin = escape(page.redirect_origin),
             action = escape(page.action),
             csrf = escape(page.csrf_token),
         ),

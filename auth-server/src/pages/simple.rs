@@ -22,17 +22,20 @@ pub fn message_page(title: &str, message: &str) -> String {
 
 /// The logout confirmation: a form so a cross-site link cannot log the user
 /// out by itself.
-pub fn logout_page(action: &str, csrf_token: &str, username: &str) -> String {
+pub fn logout_page(action: &str, csrf_token: &str, username: Option<&str>) -> String {
+    let who = match username {
+        Some(user) => format!("<p>You are signed in as <strong>{}</strong>.</p>", escape(user)),
+        None => "<p>Your session here has ended; signing out also ends what it was used for.</p>".to_owned(),
+    };
     layout(
         "Sign out",
         &format!(
             r#"<h1>Sign out?</h1>
-<p>You are signed in as <strong>{user}</strong>.</p>
+{who}
 <form method="post" action="{action}">
 <input type="hidden" name="csrf_token" value="{csrf}">
 <button type="submit">Sign out</button>
 </form>"#,
-            user = escape(username),
             action = escape(action),
             csrf = escape(csrf_token),
         ),

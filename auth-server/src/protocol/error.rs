@@ -57,8 +57,6 @@ pub enum OAuthError {
     InvalidScope(&'static str),
     /// `access_denied`: the user (or policy) refused.
     AccessDenied,
-    /// `unsupported_token_type` (RFC 7009 section 2.2.1).
-    UnsupportedTokenType,
     /// `server_error`: an unexpected failure; the cause is logged.
     ServerError,
     /// `temporarily_unavailable`: the database is down; HTTP 503.
@@ -77,7 +75,6 @@ impl OAuthError {
             OAuthError::UnsupportedResponseType => "unsupported_response_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::AccessDenied => "access_denied",
-            OAuthError::UnsupportedTokenType => "unsupported_token_type",
             OAuthError::ServerError => "server_error",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -94,7 +91,6 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => Some("grant_type is not supported"),
             OAuthError::UnsupportedResponseType => Some("only response_type=code is supported"),
             OAuthError::AccessDenied => Some("the request was denied"),
-            OAuthError::UnsupportedTokenType => None,
             OAuthError::ServerError => Some("the server could not complete the request"),
             OAuthError::TemporarilyUnavailable => Some("the service is temporarily unavailable"),
         }

@@ -14,12 +14,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::grants::{FamilyStore, RevocationReason, UserDirectory};
+use super::grants::{FamilyStore, NewRefreshToken, RevocationReason};
 use super::tokens::{self, AccessTokenSigner, Subject, TokenPolicy, TokenResponse};
 use super::{OAuthError, Params, StoreError, scope};
 use crate::crypto;
 use crate::domain::ScopeSet;
-use crate::model::Client;
+use crate::model::{Client, User};
 
 /// A refresh token row with its family, read under a row lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,8 @@ pub struct RefreshRecord {
     pub used_at: Option<DateTime<Utc>>,
     pub successor_sealed: Option<Vec<u8>>,
     pub grace_until: Option<DateTime<Utc>>,
-    pub family_user_id: Uuid,
+    /// The family's user, as now (roles may have changed since the grant).
+    pub user: User,
     pub family_scope: ScopeSet,
     pub family_expires_at: DateTime<Utc>,
     pub family_revoked: bool,
@@ -85,7 +86,7 @@ pub fn judge(record: Option<&RefreshRecord>, client_id: &str, now: DateTime<Utc>
 }
 
 /// The refresh-token storage the grant needs, inside one transaction.
-pub trait RefreshStore: FamilyStore + UserDirectory {
+pub trait RefreshStore: FamilyStore {
     /// Runs `f` in a database transaction; commits when it returns `Ok`.
     fn in_transaction<T>(
         &mut self,
@@ -93,8 +94,23 @@ pub trait RefreshStore: FamilyStore + UserDirectory {
     ) -> Result<T, StoreError>
     where
         Self: Sized;
+    /// The token's record, read without a lock (the fast path).
+    fn read_refresh_token(&mut self, token_hash: &[u8]) -> Result<Option<RefreshRecord>, StoreError>;
     /// The token's record, locked until the transaction ends.
     fn lock_refresh_token(&mut self, token_hash: &[u8]) -> Result<Option<RefreshRecord>, StoreError>;
+    /// In one statement: spends the token if it is still unspent, unexpired
+    /// and `client_id`'s, storing the sealed successor, and inserts the
+    /// successor. Returns false (and changes nothing) if another request
+    /// got there first.
+    fn claim_and_rotate(
+        &mut self,
+        token_hash: &[u8],
+        client_id: &str,
+        now: DateTime<Utc>,
+        successor_sealed: &[u8],
+        grace_until: DateTime<Utc>,
+        successor: &NewRefreshToken,
+    ) -> Result<bool, StoreError>;
     /// Marks the token spent and keeps the sealed successor until
     /// `grace_until`.
     fn mark_spent(
@@ -147,6 +163,32 @@ pub fn refresh<S: RefreshStore>(
     };
     let token_hash = crypto::token_hash(presented);
     let now = request.now;
+
+    // Fast path, for the common case of an unspent token used once: read
+    // without a lock, mint the successor, and spend-and-insert in a single
+    // statement that only succeeds if the token is still unspent. Two
+    // concurrent requests cannot both pass it; the loser takes the locked
+    // path below and is judged against the winner's result.
+    let record = store.read_refresh_token(&token_hash)?;
+    if let (Some(record), Verdict::Rotate) = (&record, judge(record.as_ref(), &request.client.client_id, now))
+    {
+        match successor(request, record, &token_hash, requested.as_ref())? {
+            Err(refusal) => return Ok(RefreshOutcome::Refused(refusal)),
+            Ok(next) => {
+                if store.claim_and_rotate(
+                    &token_hash,
+                    &request.client.client_id,
+                    now,
+                    &next.sealed,
+                    request.policy.grace_until(now),
+                    &next.row,
+                )? {
+                    return Ok(RefreshOutcome::Issued(next.response));
+                }
+            }
+        }
+    }
+
     store.in_transaction(|tx| {
         let record = tx.lock_refresh_token(&token_hash)?;
         match judge(record.as_ref(), &request.client.client_id, now) {
@@ -190,37 +232,41 @@ fn strict_scope(value: &str) -> Result<ScopeSet, OAuthError> {
         .map_err(|_| OAuthError::InvalidScope("a refresh may narrow the scope, never widen it"))
 }
 
-fn rotate<S: RefreshStore>(
+/// A minted successor pair, ready to store.
+struct Successor {
+    response: TokenResponse,
+    row: NewRefreshToken,
+    /// The response, sealed for the grace window.
+    sealed: Vec<u8>,
+}
+
+/// Mints the successor of `record`'s token (CPU only, nothing stored), or
+/// says why the request must be refused.
+fn successor(
     request: &RefreshRequest<'_>,
-    tx: &mut S,
     record: &RefreshRecord,
     token_hash: &[u8],
     requested: Option<&ScopeSet>,
-) -> Result<RefreshOutcome, StoreError> {
+) -> Result<Result<Successor, OAuthError>, StoreError> {
     let now = request.now;
     if let Some(requested) = requested
         && !requested.is_subset(&record.family_scope)
     {
-        return Ok(RefreshOutcome::Refused(OAuthError::InvalidScope(
+        return Ok(Err(OAuthError::InvalidScope(
             "a refresh may narrow the scope, never widen it",
         )));
     }
-    let Some(user) = tx.user(record.family_user_id)? else {
-        return Ok(RefreshOutcome::Refused(OAuthError::InvalidGrant(
-            "the user no longer exists",
-        )));
-    };
     // The user's roles may have changed since the grant.
-    let granted = match scope::grant(requested, &record.family_scope, Some(&user.roles)) {
+    let granted = match scope::grant(requested, &record.family_scope, Some(&record.user.roles)) {
         Ok(g) => g,
-        Err(e) => return Ok(RefreshOutcome::Refused(e)),
+        Err(e) => return Ok(Err(e)),
     };
     let access = tokens::mint_access_token(
         request.signer,
         request.policy,
         request.client,
         Subject::User {
-            user: &user,
+            user: &record.user,
             family: record.family_id,
         },
         &granted,
@@ -228,7 +274,6 @@ fn rotate<S: RefreshStore>(
     )?;
     let expires = request.policy.refresh_expiry(now, record.family_expires_at);
     let (raw, row) = tokens::mint_refresh_token(record.family_id, &request.client.client_id, now, expires)?;
-    tx.insert_refresh_token(&row)?;
     let response = TokenResponse::new(&access, Some(raw), &granted, now);
     let sealed = serde_json::to_vec(&Sealed {
         response: response.clone(),
@@ -236,8 +281,33 @@ fn rotate<S: RefreshStore>(
     })
     .map_err(|e| StoreError::Failed(e.to_string()))?;
     let sealed = crypto::seal(request.grace_key, &sealed, token_hash)?;
-    tx.mark_spent(token_hash, now, &sealed, request.policy.grace_until(now))?;
-    Ok(RefreshOutcome::Issued(response))
+    Ok(Ok(Successor {
+        response,
+        row,
+        sealed,
+    }))
+}
+
+/// Rotation under the row lock (the slow path).
+fn rotate<S: RefreshStore>(
+    request: &RefreshRequest<'_>,
+    tx: &mut S,
+    record: &RefreshRecord,
+    token_hash: &[u8],
+    requested: Option<&ScopeSet>,
+) -> Result<RefreshOutcome, StoreError> {
+    let next = match successor(request, record, token_hash, requested)? {
+        Ok(next) => next,
+        Err(refusal) => return Ok(RefreshOutcome::Refused(refusal)),
+    };
+    tx.insert_refresh_token(&next.row)?;
+    tx.mark_spent(
+        token_hash,
+        request.now,
+        &next.sealed,
+        request.policy.grace_until(request.now),
+    )?;
+    Ok(RefreshOutcome::Issued(next.response))
 }
 
 #[cfg(test)]
@@ -258,7 +328,11 @@ mod tests {
             used_at: None,
             successor_sealed: None,
             grace_until: None,
-            family_user_id: Uuid::nil(),
+            user: User {
+                id: Uuid::nil(),
+                username: "alice".into(),
+                roles: crate::domain::Roles::parse(&["user"]).unwrap(),
+            },
             family_scope: ScopeSet::all(),
             family_expires_at: t(5000),
             family_revoked: false,

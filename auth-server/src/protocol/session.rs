@@ -47,6 +47,9 @@ pub enum CsrfPurpose {
     Login,
     Consent,
     Logout,
+    /// Not a form: the device cookie that marks a browser which signed in
+    /// to an account before (see `protocol::throttle`).
+    Device,
 }
 
 impl CsrfPurpose {
@@ -55,6 +58,7 @@ impl CsrfPurpose {
             CsrfPurpose::Login => b"login",
             CsrfPurpose::Consent => b"consent",
             CsrfPurpose::Logout => b"logout",
+            CsrfPurpose::Device => b"device",
         }
     }
 }

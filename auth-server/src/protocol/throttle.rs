@@ -7,7 +7,9 @@
 //! attackers a way to lock anyone out).
 //!
 //! The key is the lower-cased username as typed, whether or not such a
-//! user exists, so a throttled answer says nothing about accounts.
+//! user exists, so a throttled answer says nothing about accounts. Every
+//! attempt is counted before the password is checked (and the count is
+//! cleared on success), so parallel guesses cannot slip past the limit.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -28,6 +30,14 @@ pub struct ThrottleState {
 /// The throttle key of a username.
 pub fn account_key(username: &str) -> String {
     format!("account:{}", username.trim().to_ascii_lowercase())
+}
+
+/// The throttle key of a browser that signed in to an account before (the
+/// device cookie's random nonce): its failures count apart from the
+/// account's, so someone else hammering the account cannot lock its owner
+/// out of the browsers they already use.
+pub fn device_key(nonce: &str) -> String {
+    format!("device:{nonce}")
 }
 
 /// Whether a sign-in attempt must be refused now.

@@ -186,69 +186,124 @@ pub fn revoke_access_token(
     Ok(())
 }
 
-/// Row and family, for the refresh grant; `FOR UPDATE` on the token row.
+#[derive(QueryableByName)]
+struct RefreshRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    family_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    client_id: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    expires_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    used_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
+    successor_sealed: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    grace_until: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    user_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    username: String,
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    roles: Vec<String>,
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    scopes: Vec<String>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    family_expires_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    family_revoked: bool,
+}
+
+const REFRESH_RECORD_SQL: &str = "SELECT rt.family_id, rt.client_id, rt.expires_at, rt.used_at,
+        rt.successor_sealed, rt.grace_until, u.id AS user_id, u.username, u.roles,
+        f.scopes, f.expires_at AS family_expires_at, (f.revoked_at IS NOT NULL) AS family_revoked
+   FROM refresh_tokens rt
+   JOIN token_families f ON f.id = rt.family_id
+   JOIN users u ON u.id = f.user_id
+  WHERE rt.token_hash = $1";
+
+/// A refresh token with its family and user, for the refresh grant;
+/// `lock` takes the token row (only) `FOR UPDATE`.
+fn refresh_record(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    lock: bool,
+) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
+    let sql = if lock {
+        format!("{REFRESH_RECORD_SQL} FOR UPDATE OF rt")
+    } else {
+        REFRESH_RECORD_SQL.to_owned()
+    };
+    let row: Option<RefreshRow> = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Bytea, _>(token_hash)
+        .get_result(conn)
+        .optional()?;
+    row.map(|r| {
+        Ok(crate::protocol::refresh::RefreshRecord {
+            family_id: r.family_id,
+            client_id: r.client_id,
+            expires_at: r.expires_at,
+            used_at: r.used_at,
+            successor_sealed: r.successor_sealed,
+            grace_until: r.grace_until,
+            user: crate::model::User {
+                id: r.user_id,
+                username: r.username,
+                roles: crate::domain::Roles::parse(&r.roles).map_err(StoreError::Failed)?,
+            },
+            family_scope: ScopeSet::parse_known(&r.scopes).map_err(StoreError::Failed)?,
+            family_expires_at: r.family_expires_at,
+            family_revoked: r.family_revoked,
+        })
+    })
+    .transpose()
+}
+
+pub fn read_refresh_token(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
+    refresh_record(conn, token_hash, false)
+}
+
 pub fn lock_refresh_token(
     conn: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
-    type Row = (
-        Uuid,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<Vec<u8>>,
-        Option<DateTime<Utc>>,
-        Uuid,
-        Vec<String>,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-    );
-    let row: Option<Row> = refresh_tokens::table
-        .inner_join(token_families::table)
-        .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((
-            refresh_tokens::family_id,
-            refresh_tokens::client_id,
-            refresh_tokens::expires_at,
-            refresh_tokens::used_at,
-            refresh_tokens::successor_sealed,
-            refresh_tokens::grace_until,
-            token_families::user_id,
-            token_families::scopes,
-            token_families::expires_at,
-            token_families::revoked_at,
-        ))
-        .for_update()
-        .first(conn)
-        .optional()?;
-    row.map(
-        |(
-            family_id,
-            client_id,
-            expires_at,
-            used_at,
-            successor_sealed,
-            grace_until,
-            user_id,
-            scopes,
-            family_expires_at,
-            revoked_at,
-        )| {
-            Ok(crate::protocol::refresh::RefreshRecord {
-                family_id,
-                client_id,
-                expires_at,
-                used_at,
-                successor_sealed,
-                grace_until,
-                family_user_id: user_id,
-                family_scope: ScopeSet::parse_known(&scopes).map_err(StoreError::Failed)?,
-                family_expires_at,
-                family_revoked: revoked_at.is_some(),
-            })
-        },
+    refresh_record(conn, token_hash, true)
+}
+
+/// Spends the token and inserts its successor in one statement (so one
+/// implicit transaction and one round trip); false when the token was no
+/// longer spendable.
+pub fn claim_and_rotate(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    client_id: &str,
+    now: DateTime<Utc>,
+    successor_sealed: &[u8],
+    grace_until: DateTime<Utc>,
+    successor: &NewRefreshToken,
+) -> Result<bool, StoreError> {
+    use diesel::sql_types::{Bytea, Text, Timestamptz};
+    let inserted = diesel::sql_query(
+        "WITH claimed AS (
+           UPDATE refresh_tokens
+              SET used_at = $2, successor_sealed = $3, grace_until = $4
+            WHERE token_hash = $1 AND used_at IS NULL AND client_id = $5 AND expires_at > $2
+           RETURNING family_id)
+         INSERT INTO refresh_tokens (token_hash, family_id, client_id, created_at, expires_at)
+         SELECT $6, family_id, $5, $2, $7 FROM claimed",
     )
-    .transpose()
+    .bind::<Bytea, _>(token_hash)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Bytea, _>(successor_sealed)
+    .bind::<Timestamptz, _>(grace_until)
+    .bind::<Text, _>(client_id)
+    .bind::<Bytea, _>(&successor.token_hash)
+    .bind::<Timestamptz, _>(successor.expires_at)
+    .execute(conn)?;
+    Ok(inserted == 1)
 }
 
 pub fn mark_spent(
@@ -411,4 +466,24 @@ pub fn expire_session_codes(
     )
     .set(authorization_codes::expires_at.eq(now))
     .execute(conn)?)
+}
+
+/// Moves the live grants and unused codes of one browser session to the
+/// session that replaces it at a new sign-in.
+pub fn rebind_session(conn: &mut PgConnection, old_hash: &[u8], new_hash: &[u8]) -> Result<(), StoreError> {
+    diesel::update(
+        token_families::table
+            .filter(token_families::session_hash.eq(old_hash))
+            .filter(token_families::revoked_at.is_null()),
+    )
+    .set(token_families::session_hash.eq(new_hash))
+    .execute(conn)?;
+    diesel::update(
+        authorization_codes::table
+            .filter(authorization_codes::session_hash.eq(old_hash))
+            .filter(authorization_codes::used_at.is_null()),
+    )
+    .set(authorization_codes::session_hash.eq(new_hash))
+    .execute(conn)?;
+    Ok(())
 }

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use uuid::Uuid;
 
 use super::schema::{browser_sessions, consents, users};
@@ -97,7 +96,8 @@ pub fn consent(
 }
 
 /// Remembers an approval: the stored set becomes the union of what the
-/// user approved for this client.
+/// user approved for this client, merged in one statement so concurrent
+/// approvals cannot lose scopes.
 pub fn remember_consent(
     conn: &mut PgConnection,
     user_id: Uuid,
@@ -105,23 +105,17 @@ pub fn remember_consent(
     scope: &ScopeSet,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let merged = match consent(conn, user_id, client_id)? {
-        Some(existing) => existing.union(scope),
-        None => scope.clone(),
-    };
-    diesel::insert_into(consents::table)
-        .values((
-            consents::user_id.eq(user_id),
-            consents::client_id.eq(client_id),
-            consents::scopes.eq(merged.to_strings()),
-            consents::granted_at.eq(now),
-        ))
-        .on_conflict((consents::user_id, consents::client_id))
-        .do_update()
-        .set((
-            consents::scopes.eq(excluded(consents::scopes)),
-            consents::granted_at.eq(excluded(consents::granted_at)),
-        ))
-        .execute(conn)?;
+    use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
+    diesel::sql_query(
+        "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, client_id) DO UPDATE SET
+           scopes = ARRAY(SELECT DISTINCT s FROM unnest(consents.scopes || EXCLUDED.scopes) AS s ORDER BY s),
+           granted_at = EXCLUDED.granted_at",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<Text, _>(client_id)
+    .bind::<Array<Text>, _>(scope.to_strings())
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)?;
     Ok(())
 }

@@ -105,11 +105,38 @@ impl crate::protocol::refresh::RefreshStore for PgStore<'_> {
         }
     }
 
+    fn read_refresh_token(
+        &mut self,
+        token_hash: &[u8],
+    ) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
+        grants::read_refresh_token(self.conn, token_hash)
+    }
+
     fn lock_refresh_token(
         &mut self,
         token_hash: &[u8],
     ) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
         grants::lock_refresh_token(self.conn, token_hash)
+    }
+
+    fn claim_and_rotate(
+        &mut self,
+        token_hash: &[u8],
+        client_id: &str,
+        now: DateTime<Utc>,
+        successor_sealed: &[u8],
+        grace_until: DateTime<Utc>,
+        successor: &NewRefreshToken,
+    ) -> Result<bool, StoreError> {
+        grants::claim_and_rotate(
+            self.conn,
+            token_hash,
+            client_id,
+            now,
+            successor_sealed,
+            grace_until,
+            successor,
+        )
     }
 
     fn mark_spent(

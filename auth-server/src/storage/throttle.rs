@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::login_throttle;
 use crate::protocol::StoreError;
-use crate::protocol::throttle::ThrottleState;
+use crate::protocol::throttle::{ThrottleState, after_failure, is_blocked};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = login_throttle, check_for_backend(diesel::pg::Pg))]
@@ -70,4 +70,21 @@ pub fn record_failure(
 pub fn clear(conn: &mut PgConnection, key: &str) -> Result<(), StoreError> {
     diesel::delete(login_throttle::table.find(key)).execute(conn)?;
     Ok(())
+}
+
+/// Counts an attempt before the password is checked, unless the key is
+/// blocked right now; returns whether the attempt may go ahead. Runs under
+/// a row lock, so parallel attempts are all counted.
+pub fn reserve_attempt(conn: &mut PgConnection, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let mut allowed = false;
+    record_failure(conn, key, |current| {
+        if is_blocked(current, now) {
+            // Leave the state alone; the attempt is refused.
+            *current.unwrap_or(&after_failure(None, now))
+        } else {
+            allowed = true;
+            after_failure(current, now)
+        }
+    })?;
+    Ok(allowed)
 }

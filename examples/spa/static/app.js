@@ -282,10 +282,14 @@ async function deleteNote(note) {
   setStatus("Note deleted.");
 }
 
+// The next page, if the API announced one. The token is only ever sent to
+// the API's own origin, whatever the header says.
 function nextLink(response) {
   const link = response.headers.get("Link");
   const match = link && /<([^>]+)>;\s*rel="next"/.exec(link);
-  return match ? new URL(match[1], config.api).toString() : null;
+  if (!match) return null;
+  const next = new URL(match[1], config.api);
+  return next.origin === new URL(config.api).origin ? next.toString() : null;
 }
 
 async function loadNotes({ more = false } = {}) {

@@ -81,6 +81,7 @@ mod tests {
             jti: "j".into(),
             exp,
             iat: 0,
+            kid: "k1".into(),
         })
     }
 

@@ -29,11 +29,13 @@ pub struct Fetched {
 
 pub struct JwksCache {
     current: RwLock<Option<Arc<KeySet>>>,
-    /// When a token's unknown `kid` last caused a fetch. Held while
-    /// fetching, so concurrent misses cause one fetch. Scheduled refreshes
-    /// do not set it: a key published just after one must not be refused
-    /// for the rest of the interval.
+    /// When a token's unknown `kid` last caused a fetch. Scheduled
+    /// refreshes do not set it: a key published just after one must not be
+    /// refused for the rest of the interval.
     last_attempt: Mutex<Option<Instant>>,
+    /// Set while a fetch runs: one fetch at a time, and callers who find one
+    /// running wait for it without holding a thread (see [`Lookup::InProgress`]).
+    fetching: AtomicBool,
     source: Box<dyn JwksSource>,
     min_refetch_interval: Duration,
     fetches: AtomicU64,
@@ -50,6 +52,9 @@ pub enum Lookup {
     Unknown,
     /// The issuer cannot be reached: we cannot tell whether the key exists.
     IssuerUnreachable,
+    /// Another fetch is running; wait for it ([`JwksCache::is_fetching`])
+    /// and look again.
+    InProgress,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -70,6 +75,7 @@ impl JwksCache {
         Self {
             current: RwLock::new(None),
             last_attempt: Mutex::new(None),
+            fetching: AtomicBool::new(false),
             source,
             min_refetch_interval,
             fetches: AtomicU64::new(0),
@@ -90,12 +96,30 @@ impl JwksCache {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    /// Fetches; the caller holds `last_attempt`, so fetches never overlap.
-    fn fetch_locked(&self) -> Result<Duration, String> {
+    /// Fetches unless a fetch is already running (then `None`).
+    fn fetch_exclusive(&self) -> Option<Result<Duration, String>> {
+        if self
+            .fetching
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let result = self.fetch_and_store();
         self.last_fetch_failed.store(result.is_err(), Ordering::Relaxed);
-        result
+        self.fetching.store(false, Ordering::Release);
+        Some(result)
+    }
+
+    /// Whether a fetch is running right now.
+    pub fn is_fetching(&self) -> bool {
+        self.fetching.load(Ordering::Acquire)
+    }
+
+    /// Whether the latest fetch failed (the issuer could not be reached).
+    pub fn last_fetch_failed(&self) -> bool {
+        self.last_fetch_failed.load(Ordering::Relaxed)
     }
 
     fn fetch_and_store(&self) -> Result<Duration, String> {
@@ -117,38 +141,50 @@ impl JwksCache {
     }
 
     /// Fetches now (blocking). Returns how long to wait before the next
-    /// scheduled refresh.
+    /// scheduled refresh (soon again if another fetch was running).
     pub fn refresh(&self) -> Result<Duration, String> {
-        let _fetching = match self.last_attempt.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        self.fetch_locked()
+        self.fetch_exclusive().unwrap_or(Ok(Duration::from_secs(1)))
     }
 
-    /// Called when a token names `kid` and we do not know it (blocking).
-    /// Fetches unless a fetch happened within the minimum interval; callers
-    /// arriving together wait for one fetch. Says whether `kid` is known
-    /// afterwards, or that the issuer could not be asked (then the token
-    /// may well be valid, and the caller should not call it invalid).
+    /// Called when a token names `kid` and we do not know it (blocking, but
+    /// never waiting for another caller's fetch). Fetches unless a fetch
+    /// for an unknown key happened within the minimum interval. Says whether
+    /// `kid` is known afterwards, that the issuer could not be asked (then
+    /// the token may well be valid, and the caller should not call it
+    /// invalid), or that a fetch is running that the caller should wait
+    /// for.
     pub fn refresh_for_unknown(&self, kid: &str) -> Lookup {
-        let mut last = match self.last_attempt.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
         if self.keys().is_some_and(|k| k.contains(kid)) {
             return Lookup::Known;
         }
-        let recent = last.is_some_and(|at| at.elapsed() < self.min_refetch_interval);
-        if !recent {
-            *last = Some(Instant::now());
-            if let Err(e) = self.fetch_locked() {
-                tracing::warn!(error = %e, "JWKS refetch for an unknown key failed");
+        let due = {
+            let mut last = match self.last_attempt.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let due = last.is_none_or(|at| at.elapsed() >= self.min_refetch_interval);
+            if due {
+                *last = Some(Instant::now());
             }
+            due
+        };
+        if due {
+            match self.fetch_exclusive() {
+                None => return Lookup::InProgress,
+                Some(Err(e)) => tracing::warn!(error = %e, "JWKS refetch for an unknown key failed"),
+                Some(Ok(_)) => {}
+            }
+        } else if self.is_fetching() {
+            return Lookup::InProgress;
         }
+        self.settled(kid)
+    }
+
+    /// What is known about `kid` once no fetch is running.
+    pub fn settled(&self, kid: &str) -> Lookup {
         if self.keys().is_some_and(|k| k.contains(kid)) {
             Lookup::Known
-        } else if self.last_fetch_failed.load(Ordering::Relaxed) {
+        } else if self.last_fetch_failed() {
             Lookup::IssuerUnreachable
         } else {
             Lookup::Unknown

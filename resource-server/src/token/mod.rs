@@ -84,7 +84,9 @@ impl TokenValidator {
     pub async fn validate(&self, token: &str) -> Result<Arc<Claims>, Failure> {
         let key = VerifiedCache::key(token);
         let now = Utc::now().timestamp();
-        if let Some(claims) = self.cache.get(&key, now, self.leeway()) {
+        if let Some(claims) = self.cache.get(&key, now, self.leeway())
+            && self.jwks.keys().is_some_and(|k| k.contains(&claims.kid))
+        {
             return Ok(claims);
         }
         if self.jwks.keys().is_none() {
@@ -92,16 +94,13 @@ impl TokenValidator {
         }
         let verified = match self.check(token) {
             Err(VerifyError::UnknownKey(kid)) => {
-                let jwks = Arc::clone(&self.jwks);
-                let lookup = actix_web::web::block(move || jwks.refresh_for_unknown(&kid))
-                    .await
-                    .unwrap_or(Lookup::IssuerUnreachable);
+                let lookup = self.lookup_unknown(kid).await;
                 match lookup {
                     Lookup::Known => self.check(token),
                     Lookup::Unknown => return Err(Failure::Invalid("the token's signing key is unknown")),
                     // A key rotated while the issuer is down: the token may
                     // be valid, so do not tell the client to drop it.
-                    Lookup::IssuerUnreachable => return Err(Failure::Unavailable),
+                    Lookup::IssuerUnreachable | Lookup::InProgress => return Err(Failure::Unavailable),
                 }
             }
             other => other,
@@ -115,6 +114,27 @@ impl TokenValidator {
             Err(VerifyError::UnknownKey(_)) => Err(Failure::Invalid("the token's signing key is unknown")),
             Err(VerifyError::Invalid(reason)) => Err(Failure::Invalid(reason)),
         }
+    }
+
+    /// Looks for an unknown `kid`: one refetch on the blocking pool, or, if
+    /// a fetch is already running, waiting for it without a thread.
+    async fn lookup_unknown(&self, kid: String) -> Lookup {
+        let jwks = Arc::clone(&self.jwks);
+        let wanted = kid.clone();
+        let lookup = actix_web::web::block(move || jwks.refresh_for_unknown(&wanted))
+            .await
+            .unwrap_or(Lookup::IssuerUnreachable);
+        if lookup != Lookup::InProgress {
+            return lookup;
+        }
+        // A fetch has a 5 s timeout; wait a little longer than that.
+        for _ in 0..300 {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            if !self.jwks.is_fetching() {
+                return self.jwks.settled(&kid);
+            }
+        }
+        Lookup::InProgress
     }
 
     /// Retries the first JWKS fetch with backoff until it succeeds, then

@@ -29,6 +29,9 @@ pub struct Policy {
     pub issuer: String,
     pub audience: String,
     pub leeway: Duration,
+    /// The longest `exp - iat` accepted: a token minted with a stolen key
+    /// cannot be given a far-off expiry.
+    pub max_lifetime: Duration,
 }
 
 /// The verified claims a route needs.
@@ -43,6 +46,9 @@ pub struct Claims {
     pub jti: String,
     pub exp: i64,
     pub iat: i64,
+    /// The key that signed it; a cached verification is only reused while
+    /// that key is still published.
+    pub kid: String,
 }
 
 impl Claims {
@@ -265,6 +271,9 @@ pub fn verify(
     if iat - leeway > now {
         return Err(VerifyError::Invalid("token was issued in the future"));
     }
+    if exp - iat > i64::try_from(policy.max_lifetime.as_secs()).unwrap_or(i64::MAX) {
+        return Err(VerifyError::Invalid("token lifetime is too long"));
+    }
     if let Some(nbf) = number(claims, "nbf")
         && nbf - leeway > now
     {
@@ -295,6 +304,7 @@ pub fn verify(
         jti,
         exp,
         iat,
+        kid: kid.to_owned(),
     })
 }
 
@@ -328,6 +338,7 @@ mod tests {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             leeway: Duration::from_secs(30),
+            max_lifetime: Duration::from_secs(86_400),
         };
         Fixture { pair, keys, policy }
     }

@@ -67,9 +67,14 @@ fn binary(name: &str) -> PathBuf {
 }
 
 fn wait_healthy(url: &str) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .into();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if http().get(url, None).status == 200 {
+        if agent.get(url).call().is_ok_and(|r| r.status().as_u16() == 200) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -285,11 +290,10 @@ fn run(addr: &str, load: &Load, connections: usize, seconds: u64) -> Report {
 }
 
 fn main() {
-    let seconds: u64 = std::env::args()
-        .skip_while(|a| a != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
+    let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(5);
+    // `--only TEXT` runs the cases whose name contains TEXT.
+    let only = arg("--only");
     let auth_db = TestDatabase::reserve("bench_auth");
     let resource_db = TestDatabase::reserve("bench_resource");
     let auth_port = free_port();
@@ -472,6 +476,10 @@ fn main() {
         assert_eq!(created.status, 201, "{}", created.body);
     }
 
+    let setup_peak = (
+        auth.peak_rss_kib() as f64 / 1024.0,
+        resource.peak_rss_kib() as f64 / 1024.0,
+    );
     println!(
         "\n{seconds} s per row, load generator and servers on this machine ({} cores)\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -479,6 +487,9 @@ fn main() {
     println!("| case | connections | requests/s | p50 ms | p99 ms | non-200 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (name, addr, load, connections) in &cases {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         for &n in connections {
             // Refresh chains are spent by the 16-connection run; the
             // 64-connection run gets fresh chains.
@@ -502,6 +513,10 @@ fn main() {
         }
     }
     println!();
+    println!(
+        "(peak memory before the load phase: auth-server {:.1} MiB, resource-server {:.1} MiB)",
+        setup_peak.0, setup_peak.1
+    );
     for server in [&auth, &resource] {
         println!(
             "peak resident memory of {}: {:.1} MiB",
