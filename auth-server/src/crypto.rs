@@ -39,6 +39,15 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(buf)
 }
 
+/// `N` bytes from OpenSSL's DRBG (seeded from the OS, no system call per
+/// use): for identifiers such as `jti`, which must be unique and
+/// unguessable but are not secrets. Secrets use [`random_bytes`].
+pub fn random_userspace<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut buf = [0u8; N];
+    openssl::rand::rand_bytes(&mut buf)?;
+    Ok(buf)
+}
+
 /// A new 256-bit bearer secret, base64url without padding (43 characters).
 pub fn random_token() -> Result<String, CryptoError> {
     Ok(b64url(&random_bytes::<32>()?))

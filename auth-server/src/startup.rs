@@ -200,10 +200,11 @@ impl Application {
         });
         let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         // Blocking threads only wait for database connections; more than the
-        // pool can serve would only hold memory.
+        // pool can serve (across all workers) would only hold memory.
+        let pool_size = usize::try_from(pool_size).unwrap_or(16);
         server = server
             .workers(workers)
-            .worker_max_blocking_threads(usize::try_from(pool_size).unwrap_or(16).max(4));
+            .worker_max_blocking_threads((pool_size / workers.max(1)).max(2));
         let server = server.listen(listener).map_err(|e| fail(e.to_string()))?.run();
         let admin = oauth_common::admin::server(admin_listener, pool, metrics, None)
             .map_err(|e| fail(e.to_string()))?;

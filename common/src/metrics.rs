@@ -166,7 +166,14 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = {
+        use actix_web::HttpMessage as _;
+        let found = req
+            .extensions()
+            .get::<crate::telemetry::MatchedRoute>()
+            .map(|r| r.0.clone());
+        found.unwrap_or_else(|| req.match_pattern().unwrap_or_else(|| "unmatched".to_owned()))
+    };
     let method = method_label(req.method());
     let result = next.call(req).await;
     if let Some(metrics) = metrics {

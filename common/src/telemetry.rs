@@ -76,6 +76,10 @@ where
     };
 }
 
+/// The matched route pattern of a request, found once by the root span.
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub String);
+
 /// The per-request root span: method, matched route, path (never the query
 /// string), peer address and request id; status recorded at the end.
 pub struct RootSpan;
@@ -88,6 +92,8 @@ impl RootSpanBuilder for RootSpan {
             .map(ToString::to_string)
             .unwrap_or_default();
         let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        // The metrics middleware needs the same; matching once is enough.
+        request.extensions_mut().insert(MatchedRoute(route.clone()));
         let peer = request
             .peer_addr()
             .map(|a| a.ip().to_string())

@@ -89,7 +89,7 @@ pub fn mint_access_token(
     scope: &ScopeSet,
     now: DateTime<Utc>,
 ) -> Result<AccessToken, StoreError> {
-    let jti = Uuid::new_v4();
+    let jti = uuid::Builder::from_random_bytes(crypto::random_userspace::<16>()?).into_uuid();
     let expires_at = policy.access_expiry(now);
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(policy.issuer));

@@ -220,7 +220,91 @@ const REFRESH_RECORD_SQL: &str = "SELECT rt.family_id, rt.client_id, rt.expires_
    FROM refresh_tokens rt
    JOIN token_families f ON f.id = rt.family_id
    JOIN users u ON u.id = f.user_id
-  WHERE rt.token_hash = $1";
+  WHERE rt.token_hash = ";
+
+/// The refresh grant's hot statements, written as SQL (diesel's DSL has no
+/// `FOR UPDATE OF` or data-modifying CTE) but with a static query id, so
+/// diesel keeps them as prepared statements instead of parsing and planning
+/// them on every request as it does for `sql_query`.
+mod prepared {
+    use chrono::{DateTime, Utc};
+    use diesel::pg::Pg;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel::sql_types::{Bytea, Text, Timestamptz, Untyped};
+    use diesel::{PgConnection, QueryResult, RunQueryDsl};
+
+    /// The token, its family and user; `LOCK` adds `FOR UPDATE OF rt`.
+    pub struct RefreshRecord<'a, const LOCK: bool> {
+        pub token_hash: &'a [u8],
+    }
+
+    pub struct RefreshRecordId<const LOCK: bool>;
+
+    impl<const LOCK: bool> QueryId for RefreshRecord<'_, LOCK> {
+        type QueryId = RefreshRecordId<LOCK>;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl<const LOCK: bool> QueryFragment<Pg> for RefreshRecord<'_, LOCK> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql(super::REFRESH_RECORD_SQL);
+            out.push_bind_param::<Bytea, _>(self.token_hash)?;
+            if LOCK {
+                out.push_sql(" FOR UPDATE OF rt");
+            }
+            Ok(())
+        }
+    }
+
+    impl<const LOCK: bool> Query for RefreshRecord<'_, LOCK> {
+        type SqlType = Untyped;
+    }
+
+    impl<const LOCK: bool> RunQueryDsl<PgConnection> for RefreshRecord<'_, LOCK> {}
+
+    /// Spend the token and insert its successor, in one statement.
+    pub struct ClaimAndRotate<'a> {
+        pub token_hash: &'a [u8],
+        pub now: DateTime<Utc>,
+        pub sealed: &'a [u8],
+        pub grace_until: DateTime<Utc>,
+        pub client_id: &'a str,
+        pub successor_hash: &'a [u8],
+        pub successor_expires_at: DateTime<Utc>,
+    }
+
+    pub struct ClaimAndRotateId;
+
+    impl QueryId for ClaimAndRotate<'_> {
+        type QueryId = ClaimAndRotateId;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl QueryFragment<Pg> for ClaimAndRotate<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            // Binds become $1.. in the order they are pushed.
+            out.push_sql("WITH claimed AS (UPDATE refresh_tokens SET used_at = ");
+            out.push_bind_param::<Timestamptz, _>(&self.now)?; // $1
+            out.push_sql(", successor_sealed = ");
+            out.push_bind_param::<Bytea, _>(self.sealed)?; // $2
+            out.push_sql(", grace_until = ");
+            out.push_bind_param::<Timestamptz, _>(&self.grace_until)?; // $3
+            out.push_sql(" WHERE token_hash = ");
+            out.push_bind_param::<Bytea, _>(self.token_hash)?; // $4
+            out.push_sql(" AND used_at IS NULL AND client_id = ");
+            out.push_bind_param::<Text, _>(self.client_id)?; // $5
+            out.push_sql(" AND expires_at > $1 RETURNING family_id) \
+                 INSERT INTO refresh_tokens (token_hash, family_id, client_id, created_at, expires_at) SELECT ");
+            out.push_bind_param::<Bytea, _>(self.successor_hash)?; // $6
+            out.push_sql(", family_id, $5, $1, ");
+            out.push_bind_param::<Timestamptz, _>(&self.successor_expires_at)?; // $7
+            out.push_sql(" FROM claimed");
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<PgConnection> for ClaimAndRotate<'_> {}
+}
 
 /// A refresh token with its family and user, for the refresh grant;
 /// `lock` takes the token row (only) `FOR UPDATE`.
@@ -229,15 +313,15 @@ fn refresh_record(
     token_hash: &[u8],
     lock: bool,
 ) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
-    let sql = if lock {
-        format!("{REFRESH_RECORD_SQL} FOR UPDATE OF rt")
+    let row: Option<RefreshRow> = if lock {
+        prepared::RefreshRecord::<true> { token_hash }
+            .get_result(conn)
+            .optional()?
     } else {
-        REFRESH_RECORD_SQL.to_owned()
+        prepared::RefreshRecord::<false> { token_hash }
+            .get_result(conn)
+            .optional()?
     };
-    let row: Option<RefreshRow> = diesel::sql_query(sql)
-        .bind::<diesel::sql_types::Bytea, _>(token_hash)
-        .get_result(conn)
-        .optional()?;
     row.map(|r| {
         Ok(crate::protocol::refresh::RefreshRecord {
             family_id: r.family_id,
@@ -285,23 +369,15 @@ pub fn claim_and_rotate(
     grace_until: DateTime<Utc>,
     successor: &NewRefreshToken,
 ) -> Result<bool, StoreError> {
-    use diesel::sql_types::{Bytea, Text, Timestamptz};
-    let inserted = diesel::sql_query(
-        "WITH claimed AS (
-           UPDATE refresh_tokens
-              SET used_at = $2, successor_sealed = $3, grace_until = $4
-            WHERE token_hash = $1 AND used_at IS NULL AND client_id = $5 AND expires_at > $2
-           RETURNING family_id)
-         INSERT INTO refresh_tokens (token_hash, family_id, client_id, created_at, expires_at)
-         SELECT $6, family_id, $5, $2, $7 FROM claimed",
-    )
-    .bind::<Bytea, _>(token_hash)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Bytea, _>(successor_sealed)
-    .bind::<Timestamptz, _>(grace_until)
-    .bind::<Text, _>(client_id)
-    .bind::<Bytea, _>(&successor.token_hash)
-    .bind::<Timestamptz, _>(successor.expires_at)
+    let inserted = prepared::ClaimAndRotate {
+        token_hash,
+        now,
+        sealed: successor_sealed,
+        grace_until,
+        client_id,
+        successor_hash: &successor.token_hash,
+        successor_expires_at: successor.expires_at,
+    }
     .execute(conn)?;
     Ok(inserted == 1)
 }
