@@ -24,17 +24,7 @@ use crate::keys::{self, KeyManager};
 use crate::state::AppState;
 use crate::storage;
 
-/// Why the server could not start; printed as one line.
-#[derive(Debug)]
-pub struct StartupError(pub String);
-
-impl std::fmt::Display for StartupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartupError {}
+pub use oauth_common::StartupError;
 
 fn fail(message: impl Into<String>) -> StartupError {
     StartupError(message.into())
@@ -42,19 +32,17 @@ fn fail(message: impl Into<String>) -> StartupError {
 
 /// Creates the database if needed, connects, and runs pending migrations.
 pub fn open_database(settings: &Settings) -> Result<PgPool, StartupError> {
-    let unreachable =
-        |e: &dyn std::fmt::Display| fail(format!("cannot reach the auth database (AUTH_DATABASE_URL): {e}"));
-    db::ensure_database(&settings.database_url).map_err(|e| unreachable(&e))?;
     let options = PoolOptions {
         max_size: settings.pool_size,
         ..PoolOptions::default()
     };
-    let pool = db::connect(&settings.database_url, &options).map_err(|e| unreachable(&e))?;
-    let applied = db::run_migrations(&pool, storage::MIGRATIONS, storage::MIGRATION_LOCK).map_err(fail)?;
-    if applied > 0 {
-        tracing::info!(applied, "database migrated");
-    }
-    Ok(pool)
+    Ok(db::prepare(
+        &settings.database_url,
+        &options,
+        storage::MIGRATIONS,
+        storage::MIGRATION_LOCK,
+        ("auth", "AUTH_DATABASE_URL"),
+    )?)
 }
 
 /// For one-shot commands: the database created and migrated, and one plain

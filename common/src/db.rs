@@ -274,6 +274,26 @@ pub fn migrate(
     result
 }
 
+/// What a server does before serving: creates its database if missing,
+/// builds the pool and runs pending migrations. `name` and `setting` name
+/// the database and its URL's setting in the error line.
+pub fn prepare(
+    database_url: &Secret,
+    options: &PoolOptions,
+    migrations: EmbeddedMigrations,
+    lock_key: i64,
+    (name, setting): (&str, &str),
+) -> Result<PgPool, String> {
+    let unreachable = |e: &dyn fmt::Display| format!("cannot reach the {name} database ({setting}): {e}");
+    ensure_database(database_url).map_err(|e| unreachable(&e))?;
+    let pool = connect(database_url, options).map_err(|e| unreachable(&e))?;
+    let applied = run_migrations(&pool, migrations, lock_key)?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrated");
+    }
+    Ok(pool)
+}
+
 /// Runs `f` with a pooled connection on the blocking thread pool, inside the
 /// caller's tracing span, so diesel never blocks an async worker.
 pub async fn with_conn<T, F>(pool: &PgPool, f: F) -> Result<T, DbError>

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod cors;
 pub mod db;
 pub mod headers;
 pub mod metrics;
@@ -19,3 +20,21 @@ pub mod telemetry;
 pub mod testing;
 
 pub use secret::Secret;
+
+/// Why a server could not start; printed as one line before a non-zero exit.
+#[derive(Debug)]
+pub struct StartupError(pub String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+impl From<String> for StartupError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}

@@ -24,38 +24,24 @@ use crate::token::{Challenge, Policy, TokenValidator};
 /// At most one JWKS fetch per this interval for unknown key ids.
 pub const UNKNOWN_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
-pub struct StartupError(pub String);
-
-impl std::fmt::Display for StartupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartupError {}
+pub use oauth_common::StartupError;
 
 fn fail(message: impl Into<String>) -> StartupError {
     StartupError(message.into())
 }
 
 pub fn open_database(settings: &Settings) -> Result<PgPool, StartupError> {
-    let unreachable = |e: &dyn std::fmt::Display| {
-        fail(format!(
-            "cannot reach the resource database (RESOURCE_DATABASE_URL): {e}"
-        ))
-    };
-    db::ensure_database(&settings.database_url).map_err(|e| unreachable(&e))?;
     let options = PoolOptions {
         max_size: settings.pool_size,
         ..PoolOptions::default()
     };
-    let pool = db::connect(&settings.database_url, &options).map_err(|e| unreachable(&e))?;
-    let applied = db::run_migrations(&pool, storage::MIGRATIONS, storage::MIGRATION_LOCK).map_err(fail)?;
-    if applied > 0 {
-        tracing::info!(applied, "database migrated");
-    }
-    Ok(pool)
+    Ok(db::prepare(
+        &settings.database_url,
+        &options,
+        storage::MIGRATIONS,
+        storage::MIGRATION_LOCK,
+        ("resource", "RESOURCE_DATABASE_URL"),
+    )?)
 }
 
 pub struct Application {

@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 
-use super::{find_session, form_params, pages, query_params, session_cookie, with_store};
+use super::{find_session, pages, query_params, session_cookie, with_store};
 use crate::client_cache::CachedClients;
 use crate::domain::ScopeSet;
 use crate::pages::{ConsentPage, consent_page};
@@ -211,15 +211,11 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 }
 
 pub async fn decide(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let Some(body) = super::read_body(payload).await else {
-        return pages::error(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "Request too large",
-            "The form was too large.",
-        );
+    let form = match super::read_page_form(payload).await {
+        Ok(form) => form,
+        Err(too_large) => return too_large,
     };
     let params = query_params(&req);
-    let form = form_params(&body).unwrap_or_default();
     let approve = match form.get("decision") {
         Some("approve") => true,
         Some("deny") => false,

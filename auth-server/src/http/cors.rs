@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, web};
+use actix_web::{Error, web};
+use oauth_common::cors::{self, CorsPolicy};
 
 use crate::domain::RedirectUri;
 use crate::state::AppState;
@@ -83,47 +82,22 @@ async fn allowed(state: &web::Data<AppState>, origin: &str) -> bool {
     false
 }
 
+const POLICY: CorsPolicy = CorsPolicy {
+    methods: "GET, POST",
+    headers: "authorization, content-type",
+    expose: None,
+};
+
 /// Middleware for the CORS-enabled resources: answers preflights and adds
 /// `Access-Control-Allow-Origin` for allowed origins.
 pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let allowed_origin = match (&origin, &state) {
-        (Some(origin), Some(state)) if allowed(state, origin).await => Some(origin.clone()),
+    let allowed = match (cors::origin(&req), state) {
+        (Some(origin), Some(state)) if allowed(&state, &origin).await => Some(origin),
         _ => None,
     };
-    let preflight =
-        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight {
-        let mut response = match &allowed_origin {
-            Some(origin) => {
-                let mut r = HttpResponse::NoContent();
-                r.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.as_str()))
-                    .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
-                    .insert_header((
-                        header::ACCESS_CONTROL_ALLOW_HEADERS,
-                        "authorization, content-type",
-                    ))
-                    .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"));
-                r
-            }
-            None => HttpResponse::build(StatusCode::FORBIDDEN),
-        };
-        let response = response.insert_header((header::VARY, "Origin")).finish();
-        return Ok(req.into_response(response).map_into_boxed_body());
-    }
-    let mut response = next.call(req).await?.map_into_boxed_body();
-    let headers = response.headers_mut();
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(origin) = allowed_origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    }
-    Ok(response)
+    cors::apply(req, next, allowed, &POLICY).await
 }

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
 use super::pages::unavailable;
-use super::{cookies, find_session, form_params, pages, query_params, session_cookie, with_store};
+use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
 use crate::client_cache::CachedClients;
 use crate::crypto;
 use crate::domain::Username;
@@ -208,15 +208,11 @@ fn device_cookie(state: &AppState, username: &str) -> Option<String> {
 }
 
 pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let Some(body) = super::read_body(payload).await else {
-        return pages::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request too large",
-            "The form was too large.",
-        );
+    let form = match super::read_page_form(payload).await {
+        Ok(form) => form,
+        Err(too_large) => return too_large,
     };
     let return_to = return_to(&query_params(&req));
-    let form = form_params(&body).unwrap_or_default();
     let username = form
         .get("username")
         .unwrap_or("")

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
-use super::{cookies, find_session, form_params, pages, query_params, session_cookie, with_store};
+use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
 use crate::client_cache::CachedClients;
 use crate::crypto;
 use crate::protocol::client_auth::ClientDirectory as _;
@@ -101,15 +101,11 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 }
 
 pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let Some(body) = super::read_body(payload).await else {
-        return pages::error(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "Request too large",
-            "The form was too large.",
-        );
+    let form = match super::read_page_form(payload).await {
+        Ok(form) => form,
+        Err(too_large) => return too_large,
     };
     let params = query_params(&req);
-    let form = form_params(&body).unwrap_or_default();
     let Some(raw) = session_cookie(&req, &state) else {
         return pages::error(
             StatusCode::FORBIDDEN,

@@ -129,6 +129,18 @@ pub async fn read_body(mut payload: web::Payload) -> Option<web::Bytes> {
     Some(body.freeze())
 }
 
+/// The form of a page post; a body over the limit gets a 413 page.
+pub async fn read_page_form(payload: web::Payload) -> Result<Params, actix_web::HttpResponse> {
+    match read_body(payload).await {
+        Some(body) => Ok(form_params(&body).unwrap_or_default()),
+        None => Err(pages::error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            "The form was too large.",
+        )),
+    }
+}
+
 /// A form body as parameters; `None` if it is not UTF-8.
 pub fn form_params(body: &[u8]) -> Option<Params> {
     std::str::from_utf8(body).ok().map(Params::parse)

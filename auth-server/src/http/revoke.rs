@@ -5,9 +5,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
-use super::token::{authenticated_client, read_form};
+use super::token::{authenticated_client, read_form, token_and_hint};
 use super::{OAuthJson, with_store};
-use crate::protocol::OAuthError;
 use crate::protocol::revoke::{self, Revoked};
 use crate::state::AppState;
 
@@ -18,13 +17,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthJson> {
     let params = read_form(&req, payload).await?;
     let client = authenticated_client(&req, &state, &params).await?;
-    if params.is_repeated("token") {
-        return Err(OAuthError::InvalidRequest("token is repeated").into());
-    }
-    let Some(token) = params.get("token").map(str::to_owned) else {
-        return Err(OAuthError::InvalidRequest("token is required").into());
-    };
-    let hint = params.get("token_type_hint").map(str::to_owned);
+    let (token, hint) = token_and_hint(&params)?;
     let st = state.clone();
     let revoked = with_store(&state, move |store| {
         let keys = st.keys.snapshot();

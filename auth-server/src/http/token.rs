@@ -43,6 +43,18 @@ pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Param
     Ok(form_params(&body).ok_or(OAuthError::InvalidRequest("the body is not valid UTF-8"))?)
 }
 
+/// The `token` and `token_type_hint` of an introspection or revocation
+/// request.
+pub fn token_and_hint(params: &Params) -> Result<(String, Option<String>), OAuthJson> {
+    if params.is_repeated("token") {
+        return Err(OAuthError::InvalidRequest("token is repeated").into());
+    }
+    let Some(token) = params.get("token").map(str::to_owned) else {
+        return Err(OAuthError::InvalidRequest("token is required").into());
+    };
+    Ok((token, params.get("token_type_hint").map(str::to_owned)))
+}
+
 /// Authenticates the client of a protocol request.
 pub async fn authenticated_client(
     req: &HttpRequest,
