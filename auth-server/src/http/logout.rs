@@ -11,6 +11,7 @@ use chrono::Utc;
 use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
 use crate::client_cache::CachedClients;
 use crate::crypto;
+use crate::pages::Signed;
 use crate::protocol::client_auth::ClientDirectory as _;
 use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
 use crate::protocol::{Params, StoreError};
@@ -68,19 +69,18 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(found) => found,
         Err(e) => return pages::unavailable(e),
     };
-    // A session that has idled out may still have grants to revoke: any
-    // session cookie gets the form.
-    let Some(raw) = raw else {
-        return match destination {
-            Some(location) => pages::redirect(&location, false),
-            None => pages::html(
-                StatusCode::OK,
-                crate::pages::message_page("Signed out", "You are not signed in."),
-                &[],
-            ),
-        };
+    // Every visit gets the form. A session that has idled out may still
+    // have grants to revoke; without any session the form is bound to the
+    // pre-login cookie and only finishes the redirect.
+    let (binding, new_cookie) = match (&raw, cookies::read(&req, state.cookies.login)) {
+        (Some(raw), _) => (raw.clone(), None),
+        (None, Some(existing)) => (without_session(&existing), None),
+        (None, None) => match crypto::random_token() {
+            Ok(fresh) => (without_session(&fresh), Some(fresh)),
+            Err(e) => return pages::unavailable(e.into()),
+        },
     };
-    let Ok(token) = csrf_token(&state.server_keys.csrf, CsrfPurpose::Logout, &raw) else {
+    let Ok(token) = csrf_token(&state.server_keys.csrf, CsrfPurpose::Logout, &binding) else {
         return pages::unavailable(StoreError::Failed("csrf".into()));
     };
     let action = if req.query_string().is_empty() {
@@ -89,15 +89,25 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         format!("/logout?{}", req.query_string())
     };
     let origins = destination.as_deref().map(origin_of).unwrap_or_default();
-    pages::html(
+    let who = match (&raw, &session) {
+        (_, Some(session)) => Signed::In(&session.user.username),
+        (Some(_), None) => Signed::Expired,
+        (None, None) => Signed::Out,
+    };
+    let mut page = pages::html(
         StatusCode::OK,
-        crate::pages::logout_page(
-            &action,
-            &token,
-            session.as_ref().map(|s| s.user.username.as_str()),
-        ),
+        crate::pages::logout_page(&action, &token, who),
         &origins,
-    )
+    );
+    if let Some(fresh) = new_cookie {
+        let _ = page.add_cookie(&cookies::set(state.cookies.login, fresh));
+    }
+    page
+}
+
+/// The CSRF binding of a logout form shown to a browser without a session.
+fn without_session(login_cookie: &str) -> String {
+    format!("no-session:{login_cookie}")
 }
 
 pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
@@ -106,19 +116,13 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         Err(too_large) => return too_large,
     };
     let params = query_params(&req);
-    let Some(raw) = session_cookie(&req, &state) else {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "This page expired",
-            "You are not signed in.",
-        );
+    let raw = session_cookie(&req, &state);
+    let binding = match (&raw, cookies::read(&req, state.cookies.login)) {
+        (Some(raw), _) => Some(raw.clone()),
+        (None, login) => login.map(|l| without_session(&l)),
     };
-    if !csrf_ok(
-        &state.server_keys.csrf,
-        CsrfPurpose::Logout,
-        &raw,
-        form.get("csrf_token").unwrap_or(""),
-    ) {
+    let presented = form.get("csrf_token").unwrap_or("");
+    if !binding.is_some_and(|b| csrf_ok(&state.server_keys.csrf, CsrfPurpose::Logout, &b, presented)) {
         tracing::warn!("logout refused: CSRF token missing or wrong");
         return pages::error(
             StatusCode::FORBIDDEN,
@@ -128,11 +132,14 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     }
     let st = state.clone();
     let done = with_store(&state, move |store| {
-        let hash = crypto::token_hash(&raw);
-        let now = Utc::now();
-        storage::grants::expire_session_codes(store.conn, &hash, now)?;
-        let revoked = storage::grants::revoke_session_families(store.conn, &hash, now)?;
-        store.delete_session(&hash)?;
+        let mut revoked = 0;
+        if let Some(raw) = raw {
+            let hash = crypto::token_hash(&raw);
+            let now = Utc::now();
+            storage::grants::expire_session_codes(store.conn, &hash, now)?;
+            revoked = storage::grants::revoke_session_families(store.conn, &hash, now)?;
+            store.delete_session(&hash)?;
+        }
         Ok((revoked, destination(&st, store, &params)?))
     })
     .await;

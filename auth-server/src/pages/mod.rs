@@ -10,7 +10,7 @@ mod simple;
 
 pub use consent::{ConsentPage, consent_page};
 pub use login::{LoginPage, login_page};
-pub use simple::{error_page, logout_page, message_page};
+pub use simple::{Signed, error_page, logout_page, message_page};
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {

@@ -22,10 +22,22 @@ pub fn message_page(title: &str, message: &str) -> String {
 
 /// The logout confirmation: a form so a cross-site link cannot log the user
 /// out by itself.
-pub fn logout_page(action: &str, csrf_token: &str, username: Option<&str>) -> String {
-    let who = match username {
-        Some(user) => format!("<p>You are signed in as <strong>{}</strong>.</p>", escape(user)),
-        None => "<p>Your session here has ended; signing out also ends what it was used for.</p>".to_owned(),
+/// Who the logout page speaks to.
+#[derive(Debug, Clone, Copy)]
+pub enum Signed<'a> {
+    In(&'a str),
+    /// A session cookie whose session has ended.
+    Expired,
+    Out,
+}
+
+pub fn logout_page(action: &str, csrf_token: &str, who: Signed<'_>) -> String {
+    let who = match who {
+        Signed::In(user) => format!("<p>You are signed in as <strong>{}</strong>.</p>", escape(user)),
+        Signed::Expired => {
+            "<p>Your session here has ended; signing out also ends what it was used for.</p>".to_owned()
+        }
+        Signed::Out => "<p>You are not signed in here.</p>".to_owned(),
     };
     layout(
         "Sign out",

@@ -635,3 +635,20 @@ fn code_issued_before_logout_cannot_start_a_grant_after_it() {
         0
     );
 }
+
+#[test]
+fn logout_without_a_session_still_shows_the_form_and_then_follows_the_redirect() {
+    let (app, client) = setup();
+    let mut browser = app.browser();
+    let q = query(&[
+        ("post_logout_redirect_uri", SIGNED_OUT_URI),
+        ("client_id", &client.client_id),
+    ]);
+    let (action, csrf) = confirmation(&mut browser, &q);
+    // Without the form's token nothing happens.
+    let forged = app.browser().post_form(&action, &[("csrf_token", &csrf)]);
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let reply = browser.post_form(&action, &[("csrf_token", &csrf)]);
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(reply.header("location"), Some(SIGNED_OUT_URI));
+}
