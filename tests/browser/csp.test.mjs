@@ -53,7 +53,11 @@ test('no page of the login, consent, notes and logout flow reports a CSP violati
     await page.goto(`${issuer}/`);
     await page.goto(`${issuer}/authorize?client_id=no-such-client&response_type=code`);
     await page.locator('p.error[role="alert"]').waitFor();
+    // Without a session the logout page still asks (INTERFACE.md: GET
+    // /logout shows a confirmation form); confirming ends at "Signed out".
     await page.goto(`${issuer}/logout`);
+    await page.getByRole('heading', { name: 'Sign out?' }).waitFor();
+    await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Signed out' }).waitFor();
 
     const seen = (prefix) => s.visited.some((url) => url.startsWith(prefix));
