@@ -437,24 +437,8 @@ impl TestApp {
     /// Runs an authorization request for a signed-in browser and returns
     /// the redirect back to the client (follows login if needed).
     pub fn authorize(&self, browser: &mut Browser, url: &str, username: &str) -> url::Url {
-        let mut reply = browser.get(url);
-        if reply.status == 302 && reply.header("location").is_some_and(|l| l.starts_with("/login")) {
-            let login_url = reply.header("location").expect("location").to_owned();
-            let page = browser.get(&login_url);
-            let csrf = page.input_value("csrf_token").expect("csrf");
-            let action = page.form_action().expect("action");
-            let posted = browser.post_form(
-                &action,
-                &[
-                    ("username", username),
-                    ("password", PASSWORD),
-                    ("csrf_token", &csrf),
-                ],
-            );
-            assert_eq!(posted.status, 303, "{}", posted.body);
-            let next = posted.header("location").expect("location").to_owned();
-            reply = browser.get(&next);
-        }
+        let first = browser.get(url);
+        let reply = sign_in_if_asked(browser, first, username);
         assert!(
             matches!(reply.status, 302 | 303),
             "expected a redirect, got {}: {}",
