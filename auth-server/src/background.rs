@@ -67,6 +67,7 @@ pub async fn cleanup(state: &web::Data<AppState>, batch: i64) -> Vec<(Sweep, usi
         access_token: state.settings.access_token_ttl,
     };
     let mut report = Vec::new();
+    state.limits.forget_lapsed(Utc::now());
     for sweep in Sweep::ALL {
         let mut total = 0;
         loop {

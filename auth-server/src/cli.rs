@@ -9,6 +9,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use crate::audit::{self, Actor, Event};
 use crate::config::Settings;
 use crate::crypto::ServerKeys;
 use crate::domain::{Password, PasswordHash, Roles, Username};
@@ -134,7 +135,12 @@ fn read_password() -> Result<String, CliError> {
 pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliError> {
     let username = Username::parse(&args.username).map_err(CliError)?;
     let roles = Roles::parse(&args.roles).map_err(CliError)?;
-    let password = Password::parse(&read_password()?, &username).map_err(CliError)?;
+    let typed = read_password()?;
+    let password = Password::parse(&typed, &username).map_err(CliError)?;
+    settings
+        .breached_passwords
+        .check(&typed)
+        .map_err(|refusal| CliError(refusal.to_string()))?;
     let hash = PasswordHash::create(&password).map_err(CliError)?;
     let mut conn = startup::open_connection(settings)?;
     let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Utc::now()).map_err(
@@ -145,6 +151,11 @@ pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliErro
             storage::users::CreateUserError::Store(e) => CliError(e.to_string()),
         },
     )?;
+    audit::record(
+        Event::UserCreated,
+        Actor::default().user(user.id),
+        "user created by an operator",
+    );
     print_json(&json!({
         "id": user.id,
         "username": user.username,
@@ -168,6 +179,11 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
     let mut conn = startup::open_connection(settings)?;
     storage::clients::insert(&mut conn, &new.client, Utc::now())?;
     let client = &new.client;
+    audit::record(
+        Event::ClientCreated,
+        Actor::default().client(&client.client_id),
+        "client registered by an operator",
+    );
     let mut out = json!({
         "client_id": client.client_id,
         "name": client.name,
@@ -195,6 +211,7 @@ pub fn rotate_keys(settings: &Settings) -> Result<(), CliError> {
     let delay = chrono::Duration::from_std(settings.key_activation_delay)?;
     let row = crate::keys::generate(&server_keys.signing_key_wrap, now, now + delay)?;
     storage::keys::insert(&mut conn, &row)?;
+    tracing::info!(target: "audit", audit = Event::KeyRotated.as_str(), kid = %row.kid, "audit: key_rotated");
     print_json(&json!({ "kid": row.kid, "alg": row.alg, "activates_at": row.activates_at.to_rfc3339() }))
 }
 

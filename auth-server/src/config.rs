@@ -29,6 +29,14 @@ pub const KEYS: KnownKeys = KnownKeys {
         "AUTH_CLEANUP_INTERVAL",
         "AUTH_DEFAULT_AUDIENCE",
         "AUTH_KEY_RELOAD_INTERVAL",
+        "AUTH_TRUSTED_PROXIES",
+        "AUTH_BREACHED_PASSWORDS_URL",
+        "AUTH_BREACHED_PASSWORDS_FILE",
+        "AUTH_BREACHED_PASSWORDS_FAIL",
+        "AUTH_IP_FAILURE_LIMIT",
+        "AUTH_CLIENT_FAILURE_LIMIT",
+        "AUTH_FAILURE_WINDOW",
+        "AUTH_REQUEST_RATE_PER_IP",
     ],
     secret: &["AUTH_DATABASE_URL", "AUTH_KEY_ENCRYPTION_KEY"],
 };
@@ -63,6 +71,15 @@ pub struct Settings {
     /// How often each instance reloads signing keys and the CORS allow-list
     /// from the database.
     pub key_reload_interval: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub limits: crate::limits::LimitSettings,
+    pub breached_passwords: crate::breached::BreachedPasswords,
+}
+
+fn non_zero(source: &ConfigSource, key: &str, default: u32) -> Result<std::num::NonZeroU32, ConfigError> {
+    std::num::NonZeroU32::new(source.parse_or(key, default)?)
+        .ok_or_else(|| ConfigError(format!("{key}: must be at least 1")))
 }
 
 /// Where the key that encrypts signing keys at rest comes from.
@@ -127,6 +144,18 @@ fn seconds(
         )));
     }
     Ok(Duration::from_secs(value))
+}
+
+/// The range API's base URL: absolute, `https` unless the host is
+/// loopback.
+fn check_breached_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        _ => return Err("must be an https URL (http only for a loopback host)".into()),
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 impl Settings {
@@ -209,6 +238,36 @@ impl Settings {
                 .string("AUTH_DEFAULT_AUDIENCE")
                 .unwrap_or_else(|| "http://127.0.0.1:8081/api".to_owned()),
             key_reload_interval: seconds(source, "AUTH_KEY_RELOAD_INTERVAL", 30, 1..=60)?,
+            trusted_proxies: crate::http::client_ip::parse_trusted(
+                &source.string("AUTH_TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|e| ConfigError(format!("AUTH_TRUSTED_PROXIES: {e}")))?,
+            limits: crate::limits::LimitSettings {
+                ip_failures: non_zero(source, "AUTH_IP_FAILURE_LIMIT", 20)?,
+                client_failures: non_zero(source, "AUTH_CLIENT_FAILURE_LIMIT", 100)?,
+                window: seconds(source, "AUTH_FAILURE_WINDOW", 60, 1..=DAY)?,
+                requests_per_ip: std::num::NonZeroU32::new(source.parse_or("AUTH_REQUEST_RATE_PER_IP", 0)?),
+            },
+            breached_passwords: crate::breached::BreachedPasswords {
+                range_url: match source
+                    .string("AUTH_BREACHED_PASSWORDS_URL")
+                    .filter(|u| !u.is_empty())
+                {
+                    None => None,
+                    Some(url) => Some(
+                        check_breached_url(&url)
+                            .map_err(|e| ConfigError(format!("AUTH_BREACHED_PASSWORDS_URL: {e}")))?,
+                    ),
+                },
+                file: source
+                    .string("AUTH_BREACHED_PASSWORDS_FILE")
+                    .filter(|f| !f.is_empty())
+                    .map(PathBuf::from),
+                fail: source
+                    .string("AUTH_BREACHED_PASSWORDS_FAIL")
+                    .map_or(Ok(crate::breached::FailMode::Open), |v| v.parse())
+                    .map_err(|e| ConfigError(format!("AUTH_BREACHED_PASSWORDS_FAIL: {e}")))?,
+            },
         })
     }
 }
@@ -278,6 +337,30 @@ mod tests {
         let s = settings(&[("AUTH_DATABASE_URL", "postgres://u:pw-123@db/x")]).unwrap();
         let text = format!("{s:?}");
         assert!(!text.contains("pw-123"), "{text}");
+    }
+
+    #[test]
+    fn hardening_settings_parse_and_bad_values_are_refused() {
+        let s = settings(&[
+            ("AUTH_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+            ("AUTH_BREACHED_PASSWORDS_URL", "https://api.pwnedpasswords.com/"),
+            ("AUTH_BREACHED_PASSWORDS_FAIL", "closed"),
+        ])
+        .unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(
+            s.breached_passwords.range_url.as_deref(),
+            Some("https://api.pwnedpasswords.com")
+        );
+        assert_eq!(s.breached_passwords.fail, crate::breached::FailMode::Closed);
+        assert_eq!(
+            settings(&[]).unwrap().breached_passwords.fail,
+            crate::breached::FailMode::Open
+        );
+        assert!(settings(&[("AUTH_TRUSTED_PROXIES", "proxy.local")]).is_err());
+        assert!(settings(&[("AUTH_BREACHED_PASSWORDS_URL", "http://range.example")]).is_err());
+        assert!(settings(&[("AUTH_BREACHED_PASSWORDS_FAIL", "maybe")]).is_err());
+        assert!(settings(&[("AUTH_IP_FAILURE_LIMIT", "0")]).is_err());
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //! buffer for a burst of checks and free it when the queue is empty, and a
 //! short bounded queue sits in front of them: when it is full, sign-in
 //! answers "busy, try again" at once instead of queueing without limit.
+//! There are two such queues: checks for clean addresses and accounts are
+//! always taken first, and only suspects (with failures still counting)
+//! are turned away when theirs is full.
 //! Memory for hashing is therefore at most `threads × 19 MiB` during a
 //! burst of sign-ins, and none when idle.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -30,12 +33,40 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// Which queue a check waits in. Checks for clean addresses and accounts
+/// (no failures still counting) always go first, so a sprayer filling the
+/// queue with guesses cannot make a real user wait behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Clean,
+    Suspect,
+}
+
 /// The verifier cannot take more work right now (or has stopped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+#[derive(Default)]
+struct Queues {
+    clean: VecDeque<Job>,
+    suspect: VecDeque<Job>,
+    stopped: bool,
+}
+
+impl Queues {
+    fn next(&mut self) -> Option<Job> {
+        self.clean.pop_front().or_else(|| self.suspect.pop_front())
+    }
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+    capacity: usize,
+}
+
 pub struct PasswordVerifier {
-    queue: SyncSender<Job>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for PasswordVerifier {
@@ -44,33 +75,61 @@ impl std::fmt::Debug for PasswordVerifier {
     }
 }
 
+impl Drop for PasswordVerifier {
+    fn drop(&mut self) {
+        self.shared
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stopped = true;
+        self.shared.ready.notify_all();
+    }
+}
+
 impl PasswordVerifier {
     /// Starts `threads` verifier threads with room for `queue` waiting
-    /// checks.
+    /// checks of each priority.
     pub fn start(threads: usize, queue: usize) -> std::io::Result<Self> {
-        let (sender, receiver) = sync_channel::<Job>(queue);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues::default()),
+            ready: Condvar::new(),
+            capacity: queue,
+        });
         for i in 0..threads.max(1) {
-            let receiver = Arc::clone(&receiver);
+            let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("password-{i}"))
-                .spawn(move || work(&receiver))?;
+                .spawn(move || work(&shared))?;
         }
-        Ok(Self { queue: sender })
+        Ok(Self { shared })
     }
 
     /// Whether `candidate` matches `hash`; `Err(Busy)` when too many checks
-    /// are already waiting.
-    pub async fn verify(&self, hash: PasswordHash, candidate: String) -> Result<bool, Busy> {
+    /// of this priority are already waiting.
+    pub async fn verify(
+        &self,
+        hash: PasswordHash,
+        candidate: String,
+        priority: Priority,
+    ) -> Result<bool, Busy> {
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Job {
-            hash,
-            candidate,
-            reply,
-        }) {
-            Ok(()) => answer.await.map_err(|_| Busy),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
+        {
+            let mut queues = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let queue = match priority {
+                Priority::Clean => &mut queues.clean,
+                Priority::Suspect => &mut queues.suspect,
+            };
+            if queue.len() >= self.shared.capacity {
+                return Err(Busy);
+            }
+            queue.push_back(Job {
+                hash,
+                candidate,
+                reply,
+            });
         }
+        self.shared.ready.notify_one();
+        answer.await.map_err(|_| Busy)
     }
 }
 
@@ -82,26 +141,28 @@ impl PasswordVerifier {
 /// 19 MiB Argon2 touches count as resident.
 const BUFFER_BLOCKS: usize = 33 * 1024;
 
-fn work(receiver: &Mutex<Receiver<Job>>) {
+fn work(shared: &Shared) {
     loop {
         let job = {
-            let Ok(guard) = receiver.lock() else {
-                return;
-            };
-            match guard.recv() {
-                Ok(job) => job,
-                // Every sender is gone: the server is shutting down.
-                Err(_) => return,
+            let mut queues = shared.queues.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if queues.stopped {
+                    return;
+                }
+                if let Some(job) = queues.next() {
+                    break job;
+                }
+                queues = shared.ready.wait(queues).unwrap_or_else(|p| p.into_inner());
             }
         };
-        // One buffer serves a burst of checks and is freed when the queue
-        // runs dry, so an idle server holds no hashing memory.
+        // One buffer serves a burst of checks and is freed when the queues
+        // run dry, so an idle server holds no hashing memory.
         let mut memory = Vec::with_capacity(BUFFER_BLOCKS);
         let mut next = Some(job);
         while let Some(job) = next {
             let matches = job.hash.verify_in(&job.candidate, &mut memory);
             let _ = job.reply.send(matches);
-            next = receiver.lock().ok().and_then(|guard| guard.try_recv().ok());
+            next = shared.queues.lock().unwrap_or_else(|p| p.into_inner()).next();
         }
     }
 }
@@ -121,16 +182,25 @@ mod tests {
         runtime.block_on(async {
             assert_eq!(
                 verifier
-                    .verify(hash.clone(), "correct horse battery staple".into())
+                    .verify(
+                        hash.clone(),
+                        "correct horse battery staple".into(),
+                        Priority::Clean
+                    )
                     .await,
                 Ok(true)
             );
-            assert_eq!(verifier.verify(hash.clone(), "wrong".into()).await, Ok(false));
+            assert_eq!(
+                verifier
+                    .verify(hash.clone(), "wrong".into(), Priority::Suspect)
+                    .await,
+                Ok(false)
+            );
             // One running and one queued: a third at the same moment is refused.
             let (a, b, c) = tokio::join!(
-                verifier.verify(hash.clone(), "x".into()),
-                verifier.verify(hash.clone(), "y".into()),
-                verifier.verify(hash.clone(), "z".into()),
+                verifier.verify(hash.clone(), "x".into(), Priority::Suspect),
+                verifier.verify(hash.clone(), "y".into(), Priority::Suspect),
+                verifier.verify(hash.clone(), "z".into(), Priority::Suspect),
             );
             assert!([a, b, c].contains(&Err(Busy)));
         });

@@ -3,7 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod background;
+pub mod breached;
 pub mod cli;
 pub mod client_cache;
 pub mod config;
@@ -12,6 +14,7 @@ pub mod domain;
 pub mod hasher;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod pages;
 pub mod protocol;

@@ -71,6 +71,15 @@ impl Metrics {
         *map.entry(name).or_default() += 1;
     }
 
+    /// How often `name` was recorded (for tests and the benchmark).
+    pub fn event_count(&self, name: &str) -> u64 {
+        let map = match self.events.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.get(name).copied().unwrap_or(0)
+    }
+
     /// The Prometheus text exposition of everything recorded so far.
     pub fn render(&self) -> String {
         let prefix = self.prefix;

@@ -142,7 +142,7 @@ pub async fn request_id_header(
 /// For one-shot commands whose standard output is data: warnings and errors
 /// only, on standard error, human-readable.
 pub fn init_quiet_stderr() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,audit=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 
 use super::{find_session, pages, query_params, session_cookie, with_store};
+use crate::audit::{self, Actor, Event};
 use crate::client_cache::CachedClients;
 use crate::domain::ScopeSet;
 use crate::pages::{ConsentPage, consent_page};
@@ -44,6 +45,8 @@ enum View {
 
 /// The user's answer on the consent page.
 struct Decision {
+    /// The client address, for the audit log.
+    ip: std::net::IpAddr,
     approve: bool,
     csrf_token: String,
 }
@@ -136,9 +139,14 @@ fn decide_view(
                     message: "The consent form expired. Go back to the application and try again.",
                 });
             }
+            let actor = Actor::ip(decision.ip)
+                .client(&target.client.client_id)
+                .user(session.user.id);
             if !decision.approve {
+                audit::record(Event::ConsentDenied, actor, "the user denied access");
                 return Ok(finish(store, Step::Deny));
             }
+            audit::record(Event::ConsentGranted, actor, "the user allowed access");
             if !target.client.first_party {
                 storage::sessions::remember_consent(
                     store.conn,
@@ -228,6 +236,7 @@ pub async fn decide(req: HttpRequest, state: web::Data<AppState>, payload: web::
         }
     };
     let decision = Decision {
+        ip: super::client_ip::client_ip(&req, &state.settings.trusted_proxies),
         approve,
         csrf_token: form.get("csrf_token").unwrap_or("").to_owned(),
     };

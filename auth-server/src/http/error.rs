@@ -36,6 +36,7 @@ impl ResponseError for OAuthJson {
             OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
             OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -63,6 +64,9 @@ impl ResponseError for OAuthJson {
         }
         if matches!(self.0, OAuthError::TemporarilyUnavailable) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        if let OAuthError::SlowDown { retry_after_seconds } = self.0 {
+            response.insert_header((header::RETRY_AFTER, retry_after_seconds.max(1).to_string()));
         }
         response.json(body)
     }

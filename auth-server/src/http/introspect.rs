@@ -1,15 +1,16 @@
 //! `POST /introspect` (RFC 7662): for confidential clients registered with
-//! `--allow-introspection`; anyone else gets 401.
+//! `--allow-introspection`; anyone else gets 401. A caller sees only the
+//! tokens meant for it (`protocol::introspect`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
 use super::token::{authenticated_client, read_form, token_and_hint};
-use super::{OAuthJson, with_store};
+use super::{OAuthJson, limits, with_store};
 use crate::domain::ClientKind;
-use crate::protocol::OAuthError;
 use crate::protocol::introspect;
+use crate::protocol::{OAuthError, Params};
 use crate::state::AppState;
 
 pub async fn introspect(
@@ -18,7 +19,18 @@ pub async fn introspect(
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
     let params = read_form(&req, payload).await?;
-    let client = authenticated_client(&req, &state, &params).await?;
+    let guard = limits::admit(&req, &state, &params)?;
+    let result = answer(&req, &state, params).await;
+    guard.settle(&state, &result).await;
+    result
+}
+
+async fn answer(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    params: Params,
+) -> Result<HttpResponse, OAuthJson> {
+    let client = authenticated_client(req, state, &params).await?;
     if client.kind != ClientKind::Confidential || !client.allow_introspection {
         return Err(OAuthError::InvalidClient {
             used_basic: req.headers().contains_key(header::AUTHORIZATION),
@@ -27,12 +39,15 @@ pub async fn introspect(
     }
     let (token, hint) = token_and_hint(&params)?;
     let st = state.clone();
-    let answer = with_store(&state, move |store| {
+    let answer = with_store(state, move |store| {
         let keys = st.keys.snapshot();
         introspect::introspect(
-            &token,
-            hint.as_deref(),
-            &st.policy.issuer,
+            &introspect::Request {
+                token: &token,
+                hint: hint.as_deref(),
+                caller: &client,
+                issuer: &st.policy.issuer,
+            },
             keys.as_ref(),
             store,
             Utc::now(),

@@ -2,29 +2,36 @@
 //!
 //! The form's CSRF token is a MAC of a random pre-login cookie. A wrong
 //! username and a wrong password produce the same page, and take the same
-//! time (an unknown user is checked against a dummy hash). A successful
-//! sign-in always starts a new session with a new id (no fixation).
+//! time (an unknown user is checked against a dummy hash); so does a locked
+//! account. Failures count per account (`protocol::throttle`) and per
+//! client address (`limits`), both before any password is hashed. A
+//! successful sign-in always starts a new session with a new id (no
+//! fixation).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
+use super::client_ip::client_ip;
 use super::pages::unavailable;
 use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
+use crate::audit::{self, Actor, Event};
 use crate::client_cache::CachedClients;
 use crate::crypto;
 use crate::domain::Username;
-use crate::hasher::Busy;
+use crate::hasher::{Busy, Priority};
+use crate::limits::{self, Kind};
 use crate::pages::{LoginPage, login_page};
 use crate::protocol::authorize::resolve_target;
 use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
 use crate::protocol::{Params, StoreError, throttle};
 use crate::state::AppState;
 use crate::storage;
+use crate::storage::rate_limits::Check;
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password.";
 const FORM_EXPIRED: &str = "Your sign-in form expired. Please sign in again.";
-const THROTTLED: &str = "Too many failed sign-ins for this account. Wait a few minutes and try again.";
+const THROTTLED: &str = "Too many failed sign-ins from your network. Wait a minute and try again.";
 const BUSY: &str = "Too many sign-ins are in progress. Please try again in a moment.";
 
 /// Where to continue after sign-in: our own authorization endpoint only,
@@ -207,6 +214,22 @@ fn device_cookie(state: &AppState, username: &str) -> Option<String> {
     Some(format!("{nonce}.{mac}"))
 }
 
+/// What the sign-in round trip decided before any password is hashed.
+enum Gate {
+    /// The CSRF token is missing or wrong.
+    Forged,
+    /// The client address is over its failure limit.
+    AddressLimited(std::time::Duration),
+    /// The account (or this browser's count for it) is locked.
+    Locked,
+    /// Check the password, at this priority, against this user (or, for an
+    /// unknown username, the dummy hash).
+    Check(
+        Priority,
+        Option<(crate::model::User, crate::domain::PasswordHash)>,
+    ),
+}
+
 pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
     let form = match super::read_page_form(payload).await {
         Ok(form) => form,
@@ -228,28 +251,50 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         .as_deref()
         .is_some_and(|b| csrf_ok(&state.server_keys.csrf, CsrfPurpose::Login, b, &presented_token));
     let key = throttle_key(&state, &req, &username);
+    let client_ip = client_ip(&req, &state.settings.trusted_proxies);
+    let ip_key = limits::ip_key(client_ip);
+    let actor = Actor::ip(client_ip);
+    let now = Utc::now();
 
-    // One round trip: the page context, and (for a valid form) the attempt
-    // reserved against the throttle before any hashing, so parallel
-    // guesses are counted too, and the user.
+    // The front line: an address this instance knows to be over its limit
+    // is refused before any database work.
+    if let Some(retry) = state.limits.blocked(&[&ip_key], now) {
+        return address_limited(&state, &return_to, binding.as_deref(), &username, retry, actor);
+    }
+
+    // One round trip: the page context and, for a valid form, the shared
+    // limit of the address, the attempt counted against the account before
+    // any hashing (so parallel guesses are counted too), and the user.
     let st = state.clone();
     let target = return_to.clone();
     let login_name = username.clone();
     let reserved_key = key.clone();
+    let limit_key = ip_key.clone();
     let looked_up = with_store(&state, move |store| {
         let context = context(&st, store, &target)?;
         if !csrf_valid {
-            return Ok((context, false, None));
+            return Ok((context, Gate::Forged));
         }
-        let allowed = storage::throttle::reserve_attempt(store.conn, &reserved_key, Utc::now())?;
-        let user = match Username::parse(&login_name) {
-            Ok(name) if allowed => storage::users::find_by_username(store.conn, name.as_str())?,
-            _ => None,
+        let recent = match st.limits.peek(store.conn, Kind::Address, &limit_key, now)? {
+            Check::Limited { retry_after } => return Ok((context, Gate::AddressLimited(retry_after))),
+            Check::Allowed { recent } => recent,
         };
-        Ok((context, allowed, user))
+        let Some(attempt) = storage::throttle::reserve_attempt(store.conn, &reserved_key, now)? else {
+            return Ok((context, Gate::Locked));
+        };
+        let user = match Username::parse(&login_name) {
+            Ok(name) => storage::users::find_by_username(store.conn, name.as_str())?,
+            Err(_) => None,
+        };
+        let priority = if recent || attempt > 1 {
+            Priority::Suspect
+        } else {
+            Priority::Clean
+        };
+        Ok((context, Gate::Check(priority, user)))
     })
     .await;
-    let (context, allowed, found) = match looked_up {
+    let (context, gate) = match looked_up {
         Ok(found) => found,
         Err(e) => return unavailable(e),
     };
@@ -265,34 +310,43 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         )
     };
 
-    if !csrf_valid {
-        tracing::warn!("login refused: CSRF token missing or wrong");
-        state.metrics.event("login_csrf_failed");
-        let (binding, set_binding) = match binding {
-            Some(b) => (b, false),
-            None => match new_binding() {
-                Some(fresh) => (fresh, true),
-                None => return unavailable(StoreError::Failed("RNG failed".into())),
-            },
-        };
-        return render(
-            &state,
-            form(StatusCode::FORBIDDEN, &binding, set_binding, FORM_EXPIRED),
-        );
-    }
+    let (priority, found) = match gate {
+        Gate::Forged => {
+            tracing::warn!("login refused: CSRF token missing or wrong");
+            state.metrics.event("login_csrf_failed");
+            let (binding, set_binding) = match binding {
+                Some(b) => (b, false),
+                None => match new_binding() {
+                    Some(fresh) => (fresh, true),
+                    None => return unavailable(StoreError::Failed("RNG failed".into())),
+                },
+            };
+            return render(
+                &state,
+                form(StatusCode::FORBIDDEN, &binding, set_binding, FORM_EXPIRED),
+            );
+        }
+        Gate::AddressLimited(retry) => {
+            return address_limited(&state, &return_to, binding.as_deref(), &username, retry, actor);
+        }
+        Gate::Locked => {
+            // Exactly the wrong-password answer, after as long as a check
+            // takes; the attempt still counts against the address.
+            audit::record(Event::AccountLocked, actor, "sign-in refused: account locked");
+            state.metrics.event("login_throttled");
+            record_address_failure(&state, ip_key).await;
+            actix_web::rt::time::sleep(state.typical_verify).await;
+            let binding = binding.unwrap_or_default();
+            return render(&state, form(StatusCode::OK, &binding, false, BAD_CREDENTIALS));
+        }
+        Gate::Check(priority, found) => (priority, found),
+    };
     let binding = binding.unwrap_or_default();
-    if !allowed {
-        tracing::warn!("login refused: throttled after repeated failures");
-        state.metrics.event("login_throttled");
-        return render(
-            &state,
-            form(StatusCode::TOO_MANY_REQUESTS, &binding, false, THROTTLED),
-        );
-    }
 
     // Argon2 on the verifier's own threads. An unknown user is checked
-    // against a dummy hash so both cases take as long. Passwords longer
-    // than the policy allows cannot be right; they cost the same.
+    // against a dummy hash so both cases take as long (and cost as much).
+    // Passwords longer than the policy allows cannot be right; they cost
+    // the same.
     let candidate = if password.len() > 1024 {
         String::new()
     } else {
@@ -302,7 +356,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         Some((user, hash)) => (hash, Some(user)),
         None => (state.dummy_hash.clone(), None),
     };
-    let matched = match state.verifier.verify(hash, candidate).await {
+    let matched = match state.verifier.verify(hash, candidate, priority).await {
         Ok(matched) => matched,
         Err(Busy) => {
             tracing::warn!("login refused: too many sign-ins in progress");
@@ -319,8 +373,9 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         }
     };
     let Some(user) = user.filter(|_| matched) else {
-        tracing::info!("login failed");
+        audit::record(Event::SignInFailed, actor, "wrong username or password");
         state.metrics.event("login_failed");
+        record_address_failure(&state, ip_key).await;
         return render(&state, form(StatusCode::OK, &binding, false, BAD_CREDENTIALS));
     };
 
@@ -328,7 +383,6 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         return unavailable(StoreError::Failed("RNG failed".into()));
     };
     let session_hash = crypto::token_hash(&session_id);
-    let now = Utc::now();
     let expires_at = now
         + chrono::Duration::from_std(state.settings.session_absolute_ttl).unwrap_or(chrono::Duration::MAX);
     let user_id = user.id;
@@ -349,7 +403,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     if let Err(e) = created {
         return unavailable(e);
     }
-    tracing::info!(user_id = %user.id, "login succeeded");
+    audit::record(Event::SignInSucceeded, actor.user(user.id), "signed in");
     state.metrics.event("login_succeeded");
     let mut response = pages::redirect(&return_to, true);
     let _ = response.add_cookie(&cookies::set(state.cookies.session, session_id));
@@ -358,4 +412,55 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         let _ = response.add_cookie(&cookies::device(state.cookies.device, device));
     }
     response
+}
+
+/// Counts a failed sign-in against the client address (shared by every
+/// instance). A store failure is logged: the answer is already decided.
+async fn record_address_failure(state: &web::Data<AppState>, ip_key: String) {
+    let st = state.clone();
+    let recorded = with_store(state, move |store| {
+        st.limits
+            .record_failure(store.conn, Kind::Address, &ip_key, Utc::now())
+    })
+    .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "could not count a failed sign-in against its address");
+    }
+}
+
+/// The page for an address over its failure limit: 429 with `Retry-After`,
+/// before any password is hashed.
+fn address_limited(
+    state: &AppState,
+    return_to: &str,
+    binding: Option<&str>,
+    username: &str,
+    retry: std::time::Duration,
+    actor: Actor<'_>,
+) -> HttpResponse {
+    audit::record(
+        Event::Throttled,
+        actor,
+        "sign-in refused: address over its failure limit",
+    );
+    state.metrics.event("login_address_limited");
+    let context = Context::default();
+    let mut page = render(
+        state,
+        Form::refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            return_to,
+            binding.unwrap_or_default(),
+            false,
+            &context,
+            username,
+            THROTTLED,
+        ),
+    );
+    let seconds = retry.as_secs().max(1).to_string();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seconds) {
+        page.headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, value);
+    }
+    page
 }

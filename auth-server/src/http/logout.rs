@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
 use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
+use crate::audit::{self, Actor, Event};
 use crate::client_cache::CachedClients;
 use crate::crypto;
 use crate::pages::Signed;
@@ -131,12 +132,15 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         );
     }
     let st = state.clone();
+    let ip = super::client_ip::client_ip(&req, &state.settings.trusted_proxies);
+    let ended = raw.is_some();
     let done = with_store(&state, move |store| {
         let mut revoked = 0;
         if let Some(raw) = raw {
             let hash = crypto::token_hash(&raw);
             let now = Utc::now();
-            storage::grants::expire_session_codes(store.conn, &hash, now)?;
+            // Codes first: see `expire_session_codes`.
+            storage::grants::expire_session_codes(store.conn, &hash)?;
             revoked = storage::grants::revoke_session_families(store.conn, &hash, now)?;
             store.delete_session(&hash)?;
         }
@@ -148,6 +152,13 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         Err(e) => return pages::unavailable(e),
     };
     tracing::info!(revoked_families = revoked, "logged out");
+    if ended {
+        audit::record(
+            Event::LoggedOut,
+            Actor::ip(ip),
+            "session ended; its grants revoked",
+        );
+    }
     let mut response = match destination {
         Some(location) => pages::redirect(&location, true),
         None => pages::html(

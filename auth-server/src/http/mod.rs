@@ -2,12 +2,14 @@
 //! the protocol, and map the outcome; they hold no OAuth logic.
 
 mod authorize;
+pub mod client_ip;
 pub mod cookies;
 pub mod cors;
 pub mod discovery;
 mod error;
 mod home;
 mod introspect;
+pub mod limits;
 mod login;
 mod logout;
 pub mod pages;

@@ -6,7 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
 use super::token::{authenticated_client, read_form, token_and_hint};
-use super::{OAuthJson, with_store};
+use super::{OAuthJson, limits, with_store};
+use crate::audit::{self, Event};
+use crate::protocol::Params;
 use crate::protocol::revoke::{self, Revoked};
 use crate::state::AppState;
 
@@ -16,10 +18,23 @@ pub async fn revoke(
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
     let params = read_form(&req, payload).await?;
-    let client = authenticated_client(&req, &state, &params).await?;
+    let guard = limits::admit(&req, &state, &params)?;
+    let result = answer(&req, &state, params, &guard).await;
+    guard.settle(&state, &result).await;
+    result
+}
+
+async fn answer(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    params: Params,
+    guard: &limits::Guard,
+) -> Result<HttpResponse, OAuthJson> {
+    let client = authenticated_client(req, state, &params).await?;
+    let client_id = client.client_id.clone();
     let (token, hint) = token_and_hint(&params)?;
     let st = state.clone();
-    let revoked = with_store(&state, move |store| {
+    let revoked = with_store(state, move |store| {
         let keys = st.keys.snapshot();
         revoke::revoke(
             &token,
@@ -32,8 +47,13 @@ pub async fn revoke(
         )
     })
     .await?;
-    if revoked != Revoked::Nothing {
-        tracing::info!(what = ?revoked, "token revoked");
+    let detail = match revoked {
+        Revoked::RefreshFamily => Some("refresh token revoked with its family"),
+        Revoked::AccessToken => Some("access token revoked"),
+        Revoked::Nothing => None,
+    };
+    if let Some(detail) = detail {
+        audit::record(Event::TokenRevoked, guard.actor().client(&client_id), detail);
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -7,7 +7,9 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
+use super::limits::{self, Guard};
 use super::{OAuthJson, form_params, is_form, with_store};
+use crate::audit::{self, Event};
 use crate::domain::GrantType;
 use crate::model::Client;
 use crate::protocol::client_auth::{self, ClientDirectory as _};
@@ -87,6 +89,18 @@ pub async fn token(
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
     let params = read_form(&req, payload).await?;
+    let guard = limits::admit(&req, &state, &params)?;
+    let result = grant(&req, &state, params, &guard).await;
+    guard.settle(&state, &result).await;
+    result
+}
+
+async fn grant(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    params: Params,
+    guard: &Guard,
+) -> Result<HttpResponse, OAuthJson> {
     // The grant type is checked before the client, so an unsupported one is
     // named as such whoever asks.
     let grant = match params.get("grant_type") {
@@ -97,7 +111,7 @@ pub async fn token(
         Some(g) => GrantType::parse(g).map_err(|_| OAuthError::UnsupportedGrantType)?,
     };
     tracing::Span::current().record("grant_type", grant.as_str());
-    let client = authenticated_client(&req, &state, &params).await?;
+    let client = authenticated_client(req, state, &params).await?;
     tracing::Span::current().record("client_id", client.client_id.as_str());
     if params.first_repeated().is_some() {
         return Err(OAuthError::InvalidRequest("a parameter is repeated").into());
@@ -109,7 +123,7 @@ pub async fn token(
     let response = match grant {
         GrantType::AuthorizationCode => {
             let st = state.clone();
-            with_store(&state, move |store| {
+            with_store(state, move |store| {
                 let signer = st.keys.snapshot();
                 // One transaction: the code stays locked until the tokens
                 // are stored, so a replay arriving meanwhile waits and then
@@ -132,7 +146,8 @@ pub async fn token(
         }
         GrantType::RefreshToken => {
             let st = state.clone();
-            let outcome = with_store(&state, move |store| {
+            let client_id = client.client_id.clone();
+            let outcome = with_store(state, move |store| {
                 let signer = st.keys.snapshot();
                 refresh::refresh(
                     &RefreshRequest {
@@ -149,14 +164,16 @@ pub async fn token(
             .await?;
             match outcome {
                 RefreshOutcome::Issued(response) => response,
-                RefreshOutcome::Refused(error) => {
-                    if matches!(
-                        error,
-                        OAuthError::InvalidGrant("the refresh token was already used")
-                    ) {
-                        state.metrics.event("refresh_reuse_detected");
-                    }
-                    return Err(error.into());
+                RefreshOutcome::Refused(error) => return Err(error.into()),
+                RefreshOutcome::ReuseDetected { family_id, user_id } => {
+                    state.metrics.event("refresh_reuse_detected");
+                    tracing::warn!(family = %family_id, "refresh token reused; its family is revoked");
+                    audit::record(
+                        Event::RefreshReuseDetected,
+                        guard.actor().client(&client_id).user(user_id),
+                        "refresh token reused; family revoked",
+                    );
+                    return Err(refresh::REUSE_ERROR.into());
                 }
             }
         }

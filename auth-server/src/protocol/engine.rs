@@ -15,6 +15,8 @@
 //!   `invalid_request`);
 //! - an unknown, expired or replayed code is `invalid_grant`, and a replay
 //!   revokes the tokens issued from the code (OAuth 2.1 section 4.1.3);
+//! - the code is consumed only by the client it was issued to: another
+//!   client gets `invalid_grant` and the code stays usable by its owner;
 //! - codes live 60 s, not the engine's 10 minutes, and are consumed
 //!   atomically in the database;
 //! - redirect URIs are compared as exact strings, also at the token
@@ -590,13 +592,17 @@ impl Authorizer for ExchangeEndpoint<'_> {
 
     fn extract(&mut self, code: &str) -> Result<Option<Grant>, ()> {
         let now = self.request.now;
-        let consumed = match self.stores.consume_code(&crypto::token_hash(code), now) {
-            Ok(c) => c,
-            Err(e) => {
-                self.store_failed(e);
-                return Err(());
-            }
-        };
+        let consumed =
+            match self
+                .stores
+                .consume_code(&crypto::token_hash(code), &self.request.client.client_id, now)
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    self.store_failed(e);
+                    return Err(());
+                }
+            };
         let stored = match consumed {
             Consumed::Fresh(stored) => stored,
             Consumed::Unknown => {

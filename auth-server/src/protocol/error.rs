@@ -61,6 +61,10 @@ pub enum OAuthError {
     ServerError,
     /// `temporarily_unavailable`: the database is down; HTTP 503.
     TemporarilyUnavailable,
+    /// `slow_down` (registered for the token endpoint by RFC 8628 section
+    /// 3.5): the client address or client is over its failure limit; HTTP
+    /// 429 with `Retry-After`, decided before any secret is checked.
+    SlowDown { retry_after_seconds: u64 },
 }
 
 impl OAuthError {
@@ -77,6 +81,7 @@ impl OAuthError {
             OAuthError::AccessDenied => "access_denied",
             OAuthError::ServerError => "server_error",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::SlowDown { .. } => "slow_down",
         }
     }
 
@@ -93,6 +98,7 @@ impl OAuthError {
             OAuthError::AccessDenied => Some("the request was denied"),
             OAuthError::ServerError => Some("the server could not complete the request"),
             OAuthError::TemporarilyUnavailable => Some("the service is temporarily unavailable"),
+            OAuthError::SlowDown { .. } => Some("too many failed requests; retry later"),
         }
     }
 

@@ -60,7 +60,14 @@ pub enum Consumed {
 /// most once) at the token endpoint.
 pub trait CodeStore {
     fn insert_code(&mut self, code: &NewCode) -> Result<(), StoreError>;
-    fn consume_code(&mut self, code_hash: &[u8], now: DateTime<Utc>) -> Result<Consumed, StoreError>;
+    /// Consumes the code if it is `client_id`'s; another client's code is
+    /// `Unknown` to it and stays usable by its owner.
+    fn consume_code(
+        &mut self,
+        code_hash: &[u8],
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Consumed, StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

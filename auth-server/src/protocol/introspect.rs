@@ -6,6 +6,12 @@
 //! code replay or logout). Refresh tokens are looked up in the database.
 //! Anything not active is exactly `{"active": false}`; `token_type_hint`
 //! only changes the order of the lookups.
+//!
+//! A caller sees a token as active only if it is meant for the caller: an
+//! access token whose `aud` names one of the caller's registered audiences
+//! or that was issued to the caller, and a refresh token of the caller's
+//! own. Every other token gets the same `{"active": false}` as an unknown
+//! one, so one resource server cannot read another's tokens.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -14,6 +20,7 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::crypto;
 use crate::domain::ScopeSet;
+use crate::model::Client;
 
 /// Verifies our own access tokens (signature, `alg`, `typ`).
 pub trait AccessTokenVerifier {
@@ -78,16 +85,41 @@ pub fn valid_access_claims(
     Some((claims, jti, family))
 }
 
+/// Whether an access token's claims are meant for `caller`.
+fn meant_for(claims: &Map<String, Value>, caller: &Client) -> bool {
+    if claims.get("client_id").and_then(Value::as_str) == Some(caller.client_id.as_str()) {
+        return true;
+    }
+    let names = |aud: &str| caller.audiences.iter().any(|a| a == aud);
+    match claims.get("aud") {
+        Some(Value::String(aud)) => names(aud),
+        Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(names),
+        _ => false,
+    }
+}
+
+/// One introspection request.
+pub struct Request<'a> {
+    pub token: &'a str,
+    pub hint: Option<&'a str>,
+    /// The authenticated client asking.
+    pub caller: &'a Client,
+    pub issuer: &'a str,
+}
+
 fn access_token(
-    token: &str,
-    issuer: &str,
+    request: &Request<'_>,
     verifier: &dyn AccessTokenVerifier,
     store: &mut dyn IntrospectionStore,
     now: DateTime<Utc>,
 ) -> Result<Option<Value>, StoreError> {
-    let Some((claims, jti, family)) = valid_access_claims(token, issuer, verifier, now) else {
+    let Some((claims, jti, family)) = valid_access_claims(request.token, request.issuer, verifier, now)
+    else {
         return Ok(None);
     };
+    if !meant_for(&claims, request.caller) {
+        return Ok(None);
+    }
     if store.access_token_revoked(jti, family)? {
         return Ok(None);
     }
@@ -113,15 +145,17 @@ fn access_token(
 }
 
 fn refresh_token(
-    token: &str,
-    issuer: &str,
+    request: &Request<'_>,
     store: &mut dyn IntrospectionStore,
     now: DateTime<Utc>,
 ) -> Result<Option<Value>, StoreError> {
-    let hash = crypto::token_hash(token);
+    let hash = crypto::token_hash(request.token);
     let Some(info) = store.refresh_token_info(&hash)? else {
         return Ok(None);
     };
+    if info.client_id != request.caller.client_id {
+        return Ok(None);
+    }
     if info.used || info.family_revoked || info.expires_at <= now || info.family_expires_at <= now {
         return Ok(None);
     }
@@ -139,33 +173,33 @@ fn refresh_token(
         "jti": crypto::b64url(&hash),
         "sub": info.user_id.to_string(),
         "username": info.username,
-        "iss": issuer,
+        "iss": request.issuer,
         "exp": info.expires_at.timestamp(),
         "iat": info.created_at.timestamp(),
         "token_type": "refresh_token",
     })))
 }
 
-/// The introspection response for `token`.
+/// The introspection response for `request.token`, as `request.caller` may
+/// see it.
 pub fn introspect(
-    token: &str,
-    hint: Option<&str>,
-    issuer: &str,
+    request: &Request<'_>,
     verifier: &dyn AccessTokenVerifier,
     store: &mut dyn IntrospectionStore,
     now: DateTime<Utc>,
 ) -> Result<Value, StoreError> {
-    let refresh_first = hint == Some("refresh_token") || !looks_like_jwt(token);
+    let jwt = looks_like_jwt(request.token);
+    let refresh_first = request.hint == Some("refresh_token") || !jwt;
     let found = if refresh_first {
-        match refresh_token(token, issuer, store, now)? {
+        match refresh_token(request, store, now)? {
             Some(v) => Some(v),
-            None if looks_like_jwt(token) => access_token(token, issuer, verifier, store, now)?,
+            None if jwt => access_token(request, verifier, store, now)?,
             None => None,
         }
     } else {
-        match access_token(token, issuer, verifier, store, now)? {
+        match access_token(request, verifier, store, now)? {
             Some(v) => Some(v),
-            None => refresh_token(token, issuer, store, now)?,
+            None => refresh_token(request, store, now)?,
         }
     };
     Ok(found.unwrap_or_else(inactive))

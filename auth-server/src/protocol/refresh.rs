@@ -4,11 +4,20 @@
 //! window described below.
 //!
 //! Grace window: browsers with several tabs refresh concurrently. When the
-//! *same client* presents the *just-spent* token again within
+//! *identical request* (same client, same grant type, same normalized
+//! `scope` parameter) presents the *just-spent* token again within
 //! `AUTH_REFRESH_GRACE_SECONDS`, it gets the very same successor pair the
 //! first request received (kept sealed with AES-GCM for the window only),
-//! so there is still exactly one live chain. Any other reuse, or a reuse
-//! after the window, revokes the family. See `docs/tokens.md`.
+//! so there is still exactly one live chain. Any other request presenting
+//! a spent token, or the identical one after the window, is reuse and
+//! revokes the family: a thief holding a copy cannot probe the token with a
+//! request of its own and then collect the real client's successor as a
+//! "replay". A refused request on an unspent token stores nothing.
+//!
+//! Revocation always wins: a rotation spends its token and then inserts the
+//! successor only while it holds a share lock on a *live* family row, and
+//! every revocation updates that row, so a revocation that commits first
+//! makes the rotation insert nothing. See `docs/tokens.md`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,6 +39,8 @@ pub struct RefreshRecord {
     pub used_at: Option<DateTime<Utc>>,
     pub successor_sealed: Option<Vec<u8>>,
     pub grace_until: Option<DateTime<Utc>>,
+    /// The digest of the request that spent it ([`request_digest`]).
+    pub spent_request: Option<Vec<u8>>,
     /// The family's user, as now (roles may have changed since the grant).
     pub user: User,
     pub family_scope: ScopeSet,
@@ -42,8 +53,8 @@ pub struct RefreshRecord {
 pub enum Verdict {
     /// Spend it and issue a successor pair.
     Rotate,
-    /// The same client replays the just-spent token inside the window:
-    /// hand out the sealed successor pair again.
+    /// The identical request replays the just-spent token inside the
+    /// window: hand out the sealed successor pair again.
     Replay(Vec<u8>),
     /// A spent token is being reused: revoke the family.
     Reuse,
@@ -51,8 +62,24 @@ pub enum Verdict {
     Reject(&'static str),
 }
 
+/// What makes two refresh requests "the same request": the client, the
+/// grant type and the `scope` parameter as a set (absent is its own value).
+pub fn request_digest(client_id: &str, scope: Option<&str>) -> Vec<u8> {
+    let normalized = match scope {
+        None => "\u{0}absent".to_owned(),
+        Some(s) => {
+            let mut tokens: Vec<&str> = s.split(' ').filter(|t| !t.is_empty()).collect();
+            tokens.sort_unstable();
+            tokens.dedup();
+            tokens.join(" ")
+        }
+    };
+    crypto::sha256(format!("refresh_token\u{0}{client_id}\u{0}{normalized}").as_bytes()).to_vec()
+}
+
 /// Decides what a presented token gets. Pure: the clock is a parameter.
-pub fn judge(record: Option<&RefreshRecord>, client_id: &str, now: DateTime<Utc>) -> Verdict {
+/// `request` is the [`request_digest`] of the request presenting it.
+pub fn judge(record: Option<&RefreshRecord>, client_id: &str, request: &[u8], now: DateTime<Utc>) -> Verdict {
     let Some(record) = record else {
         return Verdict::Reject("the refresh token is invalid");
     };
@@ -65,10 +92,8 @@ pub fn judge(record: Option<&RefreshRecord>, client_id: &str, now: DateTime<Utc>
         // spend, so a zero window never replays.
         let at = now.max(used_at);
         let in_window = record.grace_until.is_some_and(|until| at < until);
-        return match (
-            &record.successor_sealed,
-            in_window && record.client_id == client_id,
-        ) {
+        let identical = record.client_id == client_id && record.spent_request.as_deref() == Some(request);
+        return match (&record.successor_sealed, in_window && identical) {
             (Some(sealed), true) => Verdict::Replay(sealed.clone()),
             _ => Verdict::Reuse,
         };
@@ -96,30 +121,33 @@ pub trait RefreshStore: FamilyStore {
         Self: Sized;
     /// The token's record, read without a lock (the fast path).
     fn read_refresh_token(&mut self, token_hash: &[u8]) -> Result<Option<RefreshRecord>, StoreError>;
-    /// The token's record, locked until the transaction ends.
+    /// The token's record, with the token row locked and the family row
+    /// locked against revocation until the transaction ends.
     fn lock_refresh_token(&mut self, token_hash: &[u8]) -> Result<Option<RefreshRecord>, StoreError>;
     /// In one statement: spends the token if it is still unspent, unexpired
-    /// and `client_id`'s, storing the sealed successor, and inserts the
-    /// successor. Returns false (and changes nothing) if another request
-    /// got there first.
+    /// and `client_id`'s, and inserts the successor if, holding a share
+    /// lock on the family row, the family is still live. Returns false when
+    /// no successor was inserted (another request got there first, or the
+    /// family was revoked): the caller then judges again under the lock.
     fn claim_and_rotate(
         &mut self,
         token_hash: &[u8],
         client_id: &str,
-        now: DateTime<Utc>,
-        successor_sealed: &[u8],
-        grace_until: DateTime<Utc>,
+        spend: &Spend<'_>,
         successor: &NewRefreshToken,
     ) -> Result<bool, StoreError>;
     /// Marks the token spent and keeps the sealed successor until
     /// `grace_until`.
-    fn mark_spent(
-        &mut self,
-        token_hash: &[u8],
-        now: DateTime<Utc>,
-        successor_sealed: &[u8],
-        grace_until: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    fn mark_spent(&mut self, token_hash: &[u8], spend: &Spend<'_>) -> Result<(), StoreError>;
+}
+
+/// What spending a token records.
+pub struct Spend<'a> {
+    pub now: DateTime<Utc>,
+    pub successor_sealed: &'a [u8],
+    pub grace_until: DateTime<Utc>,
+    /// The [`request_digest`] of the spending request.
+    pub request: &'a [u8],
 }
 
 /// What is sealed for the grace window.
@@ -144,7 +172,16 @@ pub struct RefreshRequest<'a> {
 pub enum RefreshOutcome {
     Issued(TokenResponse),
     Refused(OAuthError),
+    /// A spent token was presented by anything but its identical request
+    /// inside the window: the family is revoked (answer `invalid_grant`).
+    ReuseDetected {
+        family_id: Uuid,
+        user_id: Uuid,
+    },
 }
+
+/// The answer a detected reuse gets.
+pub const REUSE_ERROR: OAuthError = OAuthError::InvalidGrant("the refresh token was already used");
 
 pub fn refresh<S: RefreshStore>(
     request: &RefreshRequest<'_>,
@@ -155,34 +192,23 @@ pub fn refresh<S: RefreshStore>(
             "refresh_token is required",
         )));
     };
-    // RFC 6749 section 6: the scope of a refresh must not include anything
-    // not originally granted; a name we do not know was never granted.
-    let requested = match request.params.get("scope").map(strict_scope).transpose() {
-        Ok(r) => r,
-        Err(e) => return Ok(RefreshOutcome::Refused(e)),
-    };
+    let client_id = request.client.client_id.as_str();
+    let digest = request_digest(client_id, request.params.get("scope"));
     let token_hash = crypto::token_hash(presented);
     let now = request.now;
 
     // Fast path, for the common case of an unspent token used once: read
     // without a lock, mint the successor, and spend-and-insert in a single
-    // statement that only succeeds if the token is still unspent. Two
-    // concurrent requests cannot both pass it; the loser takes the locked
-    // path below and is judged against the winner's result.
+    // statement that only inserts if the token was still unspent and its
+    // family still live. The loser of a race, and a rotation that lost to
+    // a revocation, take the locked path below and are judged again.
     let record = store.read_refresh_token(&token_hash)?;
-    if let (Some(record), Verdict::Rotate) = (&record, judge(record.as_ref(), &request.client.client_id, now))
-    {
-        match successor(request, record, &token_hash, requested.as_ref())? {
+    if let (Some(record), Verdict::Rotate) = (&record, judge(record.as_ref(), client_id, &digest, now)) {
+        match successor(request, record, &token_hash)? {
             Err(refusal) => return Ok(RefreshOutcome::Refused(refusal)),
             Ok(next) => {
-                if store.claim_and_rotate(
-                    &token_hash,
-                    &request.client.client_id,
-                    now,
-                    &next.sealed,
-                    request.policy.grace_until(now),
-                    &next.row,
-                )? {
+                let spend = spend(request, &next, &digest);
+                if store.claim_and_rotate(&token_hash, client_id, &spend, &next.row)? {
                     return Ok(RefreshOutcome::Issued(next.response));
                 }
             }
@@ -191,22 +217,16 @@ pub fn refresh<S: RefreshStore>(
 
     store.in_transaction(|tx| {
         let record = tx.lock_refresh_token(&token_hash)?;
-        match judge(record.as_ref(), &request.client.client_id, now) {
-            Verdict::Reject(reason) => Ok(RefreshOutcome::Refused(OAuthError::InvalidGrant(reason))),
-            Verdict::Reuse => {
-                if let Some(record) = &record {
-                    tracing::warn!(
-                        family = %record.family_id,
-                        client_id = %request.client.client_id,
-                        "refresh token reused; revoking its family"
-                    );
-                    tx.revoke_family(record.family_id, RevocationReason::RefreshTokenReused, now)?;
-                }
-                Ok(RefreshOutcome::Refused(OAuthError::InvalidGrant(
-                    "the refresh token was already used",
-                )))
+        match (judge(record.as_ref(), client_id, &digest, now), record) {
+            (Verdict::Reject(reason), _) => Ok(RefreshOutcome::Refused(OAuthError::InvalidGrant(reason))),
+            (Verdict::Reuse, Some(record)) => {
+                tx.revoke_family(record.family_id, RevocationReason::RefreshTokenReused, now)?;
+                Ok(RefreshOutcome::ReuseDetected {
+                    family_id: record.family_id,
+                    user_id: record.user.id,
+                })
             }
-            Verdict::Replay(sealed) => {
+            (Verdict::Replay(sealed), _) => {
                 let opened = crypto::open(request.grace_key, &sealed, &token_hash)?;
                 let sealed: Sealed = serde_json::from_slice(&opened)
                     .map_err(|e| StoreError::Failed(format!("sealed successor: {e}")))?;
@@ -214,16 +234,29 @@ pub fn refresh<S: RefreshStore>(
                 response.expires_in = (sealed.access_expires_at - now.timestamp()).max(0);
                 Ok(RefreshOutcome::Issued(response))
             }
-            Verdict::Rotate => {
-                let Some(record) = record else {
-                    return Ok(RefreshOutcome::Refused(OAuthError::InvalidGrant(
-                        "the refresh token is invalid",
-                    )));
+            (Verdict::Rotate, Some(record)) => {
+                let next = match successor(request, &record, &token_hash)? {
+                    Ok(next) => next,
+                    Err(refusal) => return Ok(RefreshOutcome::Refused(refusal)),
                 };
-                rotate(request, tx, &record, &token_hash, requested.as_ref())
+                tx.insert_refresh_token(&next.row)?;
+                tx.mark_spent(&token_hash, &spend(request, &next, &digest))?;
+                Ok(RefreshOutcome::Issued(next.response))
             }
+            (Verdict::Reuse | Verdict::Rotate, None) => Ok(RefreshOutcome::Refused(
+                OAuthError::InvalidGrant("the refresh token is invalid"),
+            )),
         }
     })
+}
+
+fn spend<'a>(request: &RefreshRequest<'_>, next: &'a Successor, digest: &'a [u8]) -> Spend<'a> {
+    Spend {
+        now: request.now,
+        successor_sealed: &next.sealed,
+        grace_until: request.policy.grace_until(request.now),
+        request: digest,
+    }
 }
 
 fn strict_scope(value: &str) -> Result<ScopeSet, OAuthError> {
@@ -246,9 +279,15 @@ fn successor(
     request: &RefreshRequest<'_>,
     record: &RefreshRecord,
     token_hash: &[u8],
-    requested: Option<&ScopeSet>,
 ) -> Result<Result<Successor, OAuthError>, StoreError> {
     let now = request.now;
+    // RFC 6749 section 6: the scope of a refresh must not include anything
+    // not originally granted; a name we do not know was never granted.
+    let requested = match request.params.get("scope").map(strict_scope).transpose() {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let requested = requested.as_ref();
     if let Some(requested) = requested
         && !requested.is_subset(&record.family_scope)
     {
@@ -288,28 +327,6 @@ fn successor(
     }))
 }
 
-/// Rotation under the row lock (the slow path).
-fn rotate<S: RefreshStore>(
-    request: &RefreshRequest<'_>,
-    tx: &mut S,
-    record: &RefreshRecord,
-    token_hash: &[u8],
-    requested: Option<&ScopeSet>,
-) -> Result<RefreshOutcome, StoreError> {
-    let next = match successor(request, record, token_hash, requested)? {
-        Ok(next) => next,
-        Err(refusal) => return Ok(RefreshOutcome::Refused(refusal)),
-    };
-    tx.insert_refresh_token(&next.row)?;
-    tx.mark_spent(
-        token_hash,
-        request.now,
-        &next.sealed,
-        request.policy.grace_until(request.now),
-    )?;
-    Ok(RefreshOutcome::Issued(next.response))
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone as _;
@@ -328,6 +345,7 @@ mod tests {
             used_at: None,
             successor_sealed: None,
             grace_until: None,
+            spent_request: None,
             user: User {
                 id: Uuid::nil(),
                 username: "alice".into(),
@@ -344,24 +362,53 @@ mod tests {
             used_at: Some(t(10)),
             successor_sealed: Some(vec![1, 2, 3]),
             grace_until: Some(t(grace_until)),
+            spent_request: Some(digest("spa")),
             ..record()
         }
     }
 
+    fn digest(client: &str) -> Vec<u8> {
+        request_digest(client, None)
+    }
+
+    /// `judge` for a request without a scope parameter from `client`.
+    fn verdict(record: Option<&RefreshRecord>, client: &str, now: DateTime<Utc>) -> Verdict {
+        judge(record, client, &digest(client), now)
+    }
+
+    #[test]
+    fn another_request_inside_the_window_is_reuse() {
+        let other = request_digest("spa", Some("admin"));
+        assert_eq!(judge(Some(&spent(12)), "spa", &other, t(11)), Verdict::Reuse);
+    }
+
+    #[test]
+    fn the_request_digest_ignores_scope_order_and_spacing_but_not_absence() {
+        assert_eq!(
+            request_digest("spa", Some("profile notes:read")),
+            request_digest("spa", Some(" notes:read  profile profile"))
+        );
+        assert_ne!(
+            request_digest("spa", None),
+            request_digest("spa", Some("profile"))
+        );
+        assert_ne!(request_digest("spa", None), request_digest("other", None));
+    }
+
     #[test]
     fn unused_token_rotates() {
-        assert_eq!(judge(Some(&record()), "spa", t(20)), Verdict::Rotate);
+        assert_eq!(verdict(Some(&record()), "spa", t(20)), Verdict::Rotate);
     }
 
     #[test]
     fn unknown_token_is_rejected() {
-        assert!(matches!(judge(None, "spa", t(20)), Verdict::Reject(_)));
+        assert!(matches!(verdict(None, "spa", t(20)), Verdict::Reject(_)));
     }
 
     #[test]
     fn same_client_inside_the_window_gets_the_same_successor() {
         assert_eq!(
-            judge(Some(&spent(12)), "spa", t(11)),
+            verdict(Some(&spent(12)), "spa", t(11)),
             Verdict::Replay(vec![1, 2, 3])
         );
     }
@@ -369,22 +416,22 @@ mod tests {
     #[test]
     fn request_that_arrived_before_the_spend_counts_from_the_spend() {
         assert_eq!(
-            judge(Some(&spent(12)), "spa", t(9)),
+            verdict(Some(&spent(12)), "spa", t(9)),
             Verdict::Replay(vec![1, 2, 3])
         );
         // With no window (grace 0) it is a reuse, never a replay.
-        assert_eq!(judge(Some(&spent(10)), "spa", t(9)), Verdict::Reuse);
+        assert_eq!(verdict(Some(&spent(10)), "spa", t(9)), Verdict::Reuse);
     }
 
     #[test]
     fn reuse_after_the_window_revokes() {
-        assert_eq!(judge(Some(&spent(12)), "spa", t(12)), Verdict::Reuse);
-        assert_eq!(judge(Some(&spent(12)), "spa", t(500)), Verdict::Reuse);
+        assert_eq!(verdict(Some(&spent(12)), "spa", t(12)), Verdict::Reuse);
+        assert_eq!(verdict(Some(&spent(12)), "spa", t(500)), Verdict::Reuse);
     }
 
     #[test]
     fn another_client_inside_the_window_revokes() {
-        assert_eq!(judge(Some(&spent(12)), "other", t(11)), Verdict::Reuse);
+        assert_eq!(verdict(Some(&spent(12)), "other", t(11)), Verdict::Reuse);
     }
 
     #[test]
@@ -393,13 +440,13 @@ mod tests {
             successor_sealed: None,
             ..spent(12)
         };
-        assert_eq!(judge(Some(&r), "spa", t(11)), Verdict::Reuse);
+        assert_eq!(verdict(Some(&r), "spa", t(11)), Verdict::Reuse);
     }
 
     #[test]
     fn token_of_another_client_is_rejected_without_revocation() {
         assert!(matches!(
-            judge(Some(&record()), "other", t(20)),
+            verdict(Some(&record()), "other", t(20)),
             Verdict::Reject(_)
         ));
     }
@@ -407,15 +454,15 @@ mod tests {
     #[test]
     fn idle_and_absolute_expiry_are_enforced() {
         assert!(matches!(
-            judge(Some(&record()), "spa", t(1000)),
+            verdict(Some(&record()), "spa", t(1000)),
             Verdict::Reject(_)
         ));
         let r = RefreshRecord {
             family_expires_at: t(50),
             ..record()
         };
-        assert!(matches!(judge(Some(&r), "spa", t(50)), Verdict::Reject(_)));
-        assert_eq!(judge(Some(&r), "spa", t(49)), Verdict::Rotate);
+        assert!(matches!(verdict(Some(&r), "spa", t(50)), Verdict::Reject(_)));
+        assert_eq!(verdict(Some(&r), "spa", t(49)), Verdict::Rotate);
     }
 
     #[test]
@@ -424,6 +471,6 @@ mod tests {
             family_revoked: true,
             ..record()
         };
-        assert!(matches!(judge(Some(&r), "spa", t(20)), Verdict::Reject(_)));
+        assert!(matches!(verdict(Some(&r), "spa", t(20)), Verdict::Reject(_)));
     }
 }

@@ -11,7 +11,7 @@
 //! attempt is counted before the password is checked (and the count is
 //! cleared on success), so parallel guesses cannot slip past the limit.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
 /// Failures allowed in a window before delays start.
 pub const FREE_FAILURES: i32 = 5;
@@ -20,12 +20,8 @@ pub const WINDOW_SECONDS: i64 = 15 * 60;
 /// The first delay; each further failure doubles it.
 pub const FIRST_DELAY_SECONDS: i64 = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleState {
-    pub failures: i32,
-    pub window_started_at: DateTime<Utc>,
-    pub blocked_until: Option<DateTime<Utc>>,
-}
+/// Delays double at most this many times (the window caps them first).
+pub const MAX_DOUBLINGS: i32 = 20;
 
 /// The throttle key of a username.
 pub fn account_key(username: &str) -> String {
@@ -40,73 +36,32 @@ pub fn device_key(nonce: &str) -> String {
     format!("device:{nonce}")
 }
 
-/// Whether a sign-in attempt must be refused now.
-pub fn is_blocked(state: Option<&ThrottleState>, now: DateTime<Utc>) -> bool {
-    state
-        .and_then(|s| s.blocked_until)
-        .is_some_and(|until| now < until)
-}
-
-/// The state after one more failure.
-pub fn after_failure(state: Option<&ThrottleState>, now: DateTime<Utc>) -> ThrottleState {
-    let window = Duration::seconds(WINDOW_SECONDS);
-    let (failures, window_started_at) = match state {
-        Some(s) if s.window_started_at + window > now => (s.failures.saturating_add(1), s.window_started_at),
-        _ => (1, now),
-    };
-    let blocked_until = (failures > FREE_FAILURES).then(|| {
+/// The delay after failure number `failures` in a window: none for the
+/// free ones, then 5 s, 10 s, 20 s, ... capped at the window. The same
+/// arithmetic runs inside the database's upsert
+/// (`storage::throttle::reserve_attempt`); this is its reference.
+pub fn delay_after(failures: i32) -> Option<Duration> {
+    (failures > FREE_FAILURES).then(|| {
         let exponent = u32::try_from(failures - FREE_FAILURES - 1)
-            .unwrap_or(u32::MAX)
-            .min(20);
-        let delay = (FIRST_DELAY_SECONDS << exponent).min(WINDOW_SECONDS);
-        now + Duration::seconds(delay)
-    });
-    ThrottleState {
-        failures,
-        window_started_at,
-        blocked_until,
-    }
+            .unwrap_or(0)
+            .min(MAX_DOUBLINGS.unsigned_abs());
+        Duration::seconds((FIRST_DELAY_SECONDS << exponent).min(WINDOW_SECONDS))
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone as _;
-
     use super::*;
-
-    fn t(secs: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + secs, 0).single().unwrap()
-    }
 
     #[test]
     fn the_first_failures_are_free_then_delays_double_up_to_the_window() {
-        let mut state = None;
-        for i in 1..=FREE_FAILURES {
-            let next = after_failure(state.as_ref(), t(i64::from(i)));
-            assert!(!is_blocked(Some(&next), t(i64::from(i))), "failure {i}");
-            state = Some(next);
+        for free in 1..=FREE_FAILURES {
+            assert_eq!(delay_after(free), None);
         }
-        let sixth = after_failure(state.as_ref(), t(10));
-        assert_eq!(sixth.blocked_until, Some(t(15)));
-        let seventh = after_failure(Some(&sixth), t(20));
-        assert_eq!(seventh.blocked_until, Some(t(30)));
-        let mut s = seventh;
-        for i in 0..30 {
-            s = after_failure(Some(&s), t(30 + i));
-        }
-        assert!(s.blocked_until.unwrap() <= t(59) + Duration::seconds(WINDOW_SECONDS));
-    }
-
-    #[test]
-    fn a_new_window_starts_the_count_again() {
-        let old = ThrottleState {
-            failures: 40,
-            window_started_at: t(0),
-            blocked_until: Some(t(100)),
-        };
-        let next = after_failure(Some(&old), t(WINDOW_SECONDS + 1));
-        assert_eq!(next.failures, 1);
-        assert_eq!(next.blocked_until, None);
+        assert_eq!(delay_after(6), Some(Duration::seconds(5)));
+        assert_eq!(delay_after(7), Some(Duration::seconds(10)));
+        assert_eq!(delay_after(8), Some(Duration::seconds(20)));
+        assert_eq!(delay_after(60), Some(Duration::seconds(WINDOW_SECONDS)));
     }
 
     #[test]

@@ -32,10 +32,12 @@ pub enum Sweep {
     RevokedAccessTokens,
     /// Failed sign-in counters whose window and block are over.
     LoginThrottle,
+    /// Failure-limit keys that have gone idle (their GCRA time has passed).
+    RateLimits,
 }
 
 impl Sweep {
-    pub const ALL: [Sweep; 7] = [
+    pub const ALL: [Sweep; 8] = [
         Sweep::Codes,
         Sweep::Sessions,
         Sweep::GracePairs,
@@ -43,6 +45,7 @@ impl Sweep {
         Sweep::Families,
         Sweep::RevokedAccessTokens,
         Sweep::LoginThrottle,
+        Sweep::RateLimits,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Sweep {
             Sweep::Families => "token_families",
             Sweep::RevokedAccessTokens => "revoked_access_tokens",
             Sweep::LoginThrottle => "login_throttle",
+            Sweep::RateLimits => "rate_limits",
         }
     }
 
@@ -103,6 +107,11 @@ impl Sweep {
                    SELECT key FROM login_throttle
                    WHERE window_started_at < $1 - interval '15 minutes'
                      AND (blocked_until IS NULL OR blocked_until < $1)
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            }
+            Sweep::RateLimits => {
+                "DELETE FROM rate_limits WHERE key IN (
+                   SELECT key FROM rate_limits WHERE tat < $1
                    LIMIT $2 FOR UPDATE SKIP LOCKED)"
             }
         }

@@ -9,6 +9,7 @@ use super::schema::{authorization_codes, refresh_tokens, revoked_access_tokens, 
 use crate::domain::ScopeSet;
 use crate::protocol::StoreError;
 use crate::protocol::grants::{Consumed, NewCode, NewFamily, NewRefreshToken, RevocationReason, StoredCode};
+use crate::protocol::refresh::Spend;
 
 #[derive(Insertable)]
 #[diesel(table_name = authorization_codes)]
@@ -60,15 +61,18 @@ pub fn insert_code(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreE
 }
 
 /// Marks the code used in one statement, so two concurrent exchanges
-/// cannot both succeed.
+/// cannot both succeed. Only `client_id`'s own code is consumed: another
+/// client presenting it changes nothing (and learns nothing).
 pub fn consume_code(
     conn: &mut PgConnection,
     code_hash: &[u8],
+    client_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Consumed, StoreError> {
     let row: Option<CodeRow> = diesel::update(
         authorization_codes::table
             .filter(authorization_codes::code_hash.eq(code_hash))
+            .filter(authorization_codes::client_id.eq(client_id))
             .filter(authorization_codes::used_at.is_null()),
     )
     .set(authorization_codes::used_at.eq(Some(now)))
@@ -91,6 +95,8 @@ pub fn consume_code(
         None => {
             let family: Option<Uuid> = authorization_codes::table
                 .filter(authorization_codes::code_hash.eq(code_hash))
+                .filter(authorization_codes::client_id.eq(client_id))
+                .filter(authorization_codes::used_at.is_not_null())
                 .select(authorization_codes::family_id)
                 .first(conn)
                 .optional()?;
@@ -200,6 +206,8 @@ struct RefreshRow {
     successor_sealed: Option<Vec<u8>>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
     grace_until: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
+    spent_request: Option<Vec<u8>>,
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     user_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -215,7 +223,7 @@ struct RefreshRow {
 }
 
 const REFRESH_RECORD_SQL: &str = "SELECT rt.family_id, rt.client_id, rt.expires_at, rt.used_at,
-        rt.successor_sealed, rt.grace_until, u.id AS user_id, u.username, u.roles,
+        rt.successor_sealed, rt.grace_until, rt.spent_request, u.id AS user_id, u.username, u.roles,
         f.scopes, f.expires_at AS family_expires_at, (f.revoked_at IS NOT NULL) AS family_revoked
    FROM refresh_tokens rt
    JOIN token_families f ON f.id = rt.family_id
@@ -233,7 +241,9 @@ mod prepared {
     use diesel::sql_types::{Bytea, Text, Timestamptz, Untyped};
     use diesel::{PgConnection, QueryResult, RunQueryDsl};
 
-    /// The token, its family and user; `LOCK` adds `FOR UPDATE OF rt`.
+    /// The token, its family and user; `LOCK` locks the token row and the
+    /// family row (`NO KEY UPDATE`, the lock a revocation takes, so a
+    /// rotation and a revocation of the family run one after the other).
     pub struct RefreshRecord<'a, const LOCK: bool> {
         pub token_hash: &'a [u8],
     }
@@ -250,7 +260,7 @@ mod prepared {
             out.push_sql(super::REFRESH_RECORD_SQL);
             out.push_bind_param::<Bytea, _>(self.token_hash)?;
             if LOCK {
-                out.push_sql(" FOR UPDATE OF rt");
+                out.push_sql(" FOR UPDATE OF rt FOR NO KEY UPDATE OF f");
             }
             Ok(())
         }
@@ -262,7 +272,10 @@ mod prepared {
 
     impl<const LOCK: bool> RunQueryDsl<PgConnection> for RefreshRecord<'_, LOCK> {}
 
-    /// Spend the token and insert its successor, in one statement.
+    /// Spend the token and insert its successor, in one statement. The
+    /// successor is inserted only while a share lock on the family row sees
+    /// it unrevoked; a revocation holds the row's update lock, so it either
+    /// commits first (nothing is inserted) or waits for this statement.
     pub struct ClaimAndRotate<'a> {
         pub token_hash: &'a [u8],
         pub now: DateTime<Utc>,
@@ -271,6 +284,7 @@ mod prepared {
         pub client_id: &'a str,
         pub successor_hash: &'a [u8],
         pub successor_expires_at: DateTime<Utc>,
+        pub request: &'a [u8],
     }
 
     pub struct ClaimAndRotateId;
@@ -289,16 +303,22 @@ mod prepared {
             out.push_bind_param::<Bytea, _>(self.sealed)?; // $2
             out.push_sql(", grace_until = ");
             out.push_bind_param::<Timestamptz, _>(&self.grace_until)?; // $3
+            out.push_sql(", spent_request = ");
+            out.push_bind_param::<Bytea, _>(self.request)?; // $4
             out.push_sql(" WHERE token_hash = ");
-            out.push_bind_param::<Bytea, _>(self.token_hash)?; // $4
+            out.push_bind_param::<Bytea, _>(self.token_hash)?; // $5
             out.push_sql(" AND used_at IS NULL AND client_id = ");
-            out.push_bind_param::<Text, _>(self.client_id)?; // $5
-            out.push_sql(" AND expires_at > $1 RETURNING family_id) \
-                 INSERT INTO refresh_tokens (token_hash, family_id, client_id, created_at, expires_at) SELECT ");
-            out.push_bind_param::<Bytea, _>(self.successor_hash)?; // $6
-            out.push_sql(", family_id, $5, $1, ");
-            out.push_bind_param::<Timestamptz, _>(&self.successor_expires_at)?; // $7
-            out.push_sql(" FROM claimed");
+            out.push_bind_param::<Text, _>(self.client_id)?; // $6
+            out.push_sql(
+                " AND expires_at > $1 RETURNING family_id), \
+                 live AS (SELECT f.id FROM token_families f JOIN claimed c ON c.family_id = f.id \
+                           WHERE f.revoked_at IS NULL FOR SHARE OF f) \
+                 INSERT INTO refresh_tokens (token_hash, family_id, client_id, created_at, expires_at) SELECT ",
+            );
+            out.push_bind_param::<Bytea, _>(self.successor_hash)?; // $7
+            out.push_sql(", id, $6, $1, ");
+            out.push_bind_param::<Timestamptz, _>(&self.successor_expires_at)?; // $8
+            out.push_sql(" FROM live");
             Ok(())
         }
     }
@@ -330,6 +350,7 @@ fn refresh_record(
             used_at: r.used_at,
             successor_sealed: r.successor_sealed,
             grace_until: r.grace_until,
+            spent_request: r.spent_request,
             user: crate::model::User {
                 id: r.user_id,
                 username: r.username,
@@ -364,40 +385,34 @@ pub fn claim_and_rotate(
     conn: &mut PgConnection,
     token_hash: &[u8],
     client_id: &str,
-    now: DateTime<Utc>,
-    successor_sealed: &[u8],
-    grace_until: DateTime<Utc>,
+    spend: &Spend<'_>,
     successor: &NewRefreshToken,
 ) -> Result<bool, StoreError> {
     let inserted = prepared::ClaimAndRotate {
         token_hash,
-        now,
-        sealed: successor_sealed,
-        grace_until,
+        now: spend.now,
+        sealed: spend.successor_sealed,
+        grace_until: spend.grace_until,
         client_id,
         successor_hash: &successor.token_hash,
         successor_expires_at: successor.expires_at,
+        request: spend.request,
     }
     .execute(conn)?;
     Ok(inserted == 1)
 }
 
-pub fn mark_spent(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-    now: DateTime<Utc>,
-    successor_sealed: &[u8],
-    grace_until: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub fn mark_spent(conn: &mut PgConnection, token_hash: &[u8], spend: &Spend<'_>) -> Result<(), StoreError> {
     let updated = diesel::update(
         refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(token_hash))
             .filter(refresh_tokens::used_at.is_null()),
     )
     .set((
-        refresh_tokens::used_at.eq(Some(now)),
-        refresh_tokens::successor_sealed.eq(Some(successor_sealed)),
-        refresh_tokens::grace_until.eq(Some(grace_until)),
+        refresh_tokens::used_at.eq(Some(spend.now)),
+        refresh_tokens::successor_sealed.eq(Some(spend.successor_sealed)),
+        refresh_tokens::grace_until.eq(Some(spend.grace_until)),
+        refresh_tokens::spent_request.eq(Some(spend.request)),
     ))
     .execute(conn)?;
     if updated != 1 {
@@ -528,19 +543,20 @@ pub fn revoke_session_families(
 }
 
 /// Expires the session's unused authorization codes (logout), so a code
-/// approved before logout cannot start a family after it.
-pub fn expire_session_codes(
-    conn: &mut PgConnection,
-    session_hash: &[u8],
-    now: DateTime<Utc>,
-) -> Result<usize, StoreError> {
+/// approved before logout cannot start a family after it. Run this before
+/// revoking the session's families: it waits for any exchange that holds
+/// one of the codes, so the families those exchanges create are visible to
+/// the revocation that follows. Codes are set to expire at the epoch, not at
+/// `now`, so an exchange that read its clock a moment earlier (or on an
+/// instance whose clock is behind) still finds them expired.
+pub fn expire_session_codes(conn: &mut PgConnection, session_hash: &[u8]) -> Result<usize, StoreError> {
     Ok(diesel::update(
         authorization_codes::table
             .filter(authorization_codes::session_hash.eq(session_hash))
             .filter(authorization_codes::used_at.is_null())
-            .filter(authorization_codes::expires_at.gt(now)),
+            .filter(authorization_codes::expires_at.gt(DateTime::UNIX_EPOCH)),
     )
-    .set(authorization_codes::expires_at.eq(now))
+    .set(authorization_codes::expires_at.eq(DateTime::UNIX_EPOCH))
     .execute(conn)?)
 }
 

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod clients;
 pub mod grants;
 pub mod keys;
+pub mod rate_limits;
 pub mod schema;
 pub mod sessions;
 pub mod store;

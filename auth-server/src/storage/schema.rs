@@ -101,6 +101,7 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         successor_sealed -> Nullable<Bytea>,
         grace_until -> Nullable<Timestamptz>,
+        spent_request -> Nullable<Bytea>,
     }
 }
 
@@ -127,6 +128,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     revoked_access_tokens,
     login_throttle,
+    rate_limits,
 );
 
 diesel::table! {
@@ -135,5 +137,12 @@ diesel::table! {
         failures -> Integer,
         window_started_at -> Timestamptz,
         blocked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    rate_limits (key) {
+        key -> Text,
+        tat -> Timestamptz,
     }
 }

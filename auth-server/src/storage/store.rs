@@ -39,8 +39,13 @@ impl CodeStore for PgStore<'_> {
     fn insert_code(&mut self, code: &NewCode) -> Result<(), StoreError> {
         grants::insert_code(self.conn, code)
     }
-    fn consume_code(&mut self, code_hash: &[u8], now: DateTime<Utc>) -> Result<Consumed, StoreError> {
-        grants::consume_code(self.conn, code_hash, now)
+    fn consume_code(
+        &mut self,
+        code_hash: &[u8],
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Consumed, StoreError> {
+        grants::consume_code(self.conn, code_hash, client_id, now)
     }
 }
 
@@ -123,30 +128,18 @@ impl crate::protocol::refresh::RefreshStore for PgStore<'_> {
         &mut self,
         token_hash: &[u8],
         client_id: &str,
-        now: DateTime<Utc>,
-        successor_sealed: &[u8],
-        grace_until: DateTime<Utc>,
+        spend: &crate::protocol::refresh::Spend<'_>,
         successor: &NewRefreshToken,
     ) -> Result<bool, StoreError> {
-        grants::claim_and_rotate(
-            self.conn,
-            token_hash,
-            client_id,
-            now,
-            successor_sealed,
-            grace_until,
-            successor,
-        )
+        grants::claim_and_rotate(self.conn, token_hash, client_id, spend, successor)
     }
 
     fn mark_spent(
         &mut self,
         token_hash: &[u8],
-        now: DateTime<Utc>,
-        successor_sealed: &[u8],
-        grace_until: DateTime<Utc>,
+        spend: &crate::protocol::refresh::Spend<'_>,
     ) -> Result<(), StoreError> {
-        grants::mark_spent(self.conn, token_hash, now, successor_sealed, grace_until)
+        grants::mark_spent(self.conn, token_hash, spend)
     }
 }
 

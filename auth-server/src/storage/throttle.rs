@@ -1,90 +1,63 @@
-//! `login_throttle`: failed sign-in counters.
+//! `login_throttle`: failed sign-in counters, one atomic statement per
+//! attempt.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 
 use super::schema::login_throttle;
 use crate::protocol::StoreError;
-use crate::protocol::throttle::{ThrottleState, after_failure, is_blocked};
+use crate::protocol::throttle::{FIRST_DELAY_SECONDS, FREE_FAILURES, MAX_DOUBLINGS, WINDOW_SECONDS};
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = login_throttle, check_for_backend(diesel::pg::Pg))]
-struct Row {
-    key: String,
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = Integer)]
     failures: i32,
-    window_started_at: DateTime<Utc>,
-    blocked_until: Option<DateTime<Utc>>,
 }
 
-impl From<Row> for ThrottleState {
-    fn from(r: Row) -> Self {
-        ThrottleState {
-            failures: r.failures,
-            window_started_at: r.window_started_at,
-            blocked_until: r.blocked_until,
-        }
-    }
-}
-
-pub fn get(conn: &mut PgConnection, key: &str) -> Result<Option<ThrottleState>, StoreError> {
-    Ok(login_throttle::table
-        .find(key)
-        .select(Row::as_select())
-        .first(conn)
-        .optional()?
-        .map(Into::into))
-}
-
-/// Applies `next` to the key's state under a row lock, so concurrent
-/// failures count (two racing *first* failures may count as one).
-pub fn record_failure(
+/// Counts an attempt before the password is checked, unless the key is
+/// blocked right now. One upsert that increments and returns the new count,
+/// so parallel attempts on any number of instances all count, the first
+/// ones included (there is no read-then-write window). Returns the attempt's
+/// number in the current window (1 for the first) when it may go ahead,
+/// `None` when the key is blocked; a refused attempt changes nothing.
+///
+/// The policy (free failures, doubling delay capped at the window) is
+/// described in `protocol::throttle`; its numbers are bound in here.
+pub fn reserve_attempt(
     conn: &mut PgConnection,
     key: &str,
-    next: impl FnOnce(Option<&ThrottleState>) -> ThrottleState,
-) -> Result<ThrottleState, StoreError> {
-    conn.transaction(|conn| {
-        let current: Option<ThrottleState> = login_throttle::table
-            .find(key)
-            .select(Row::as_select())
-            .for_update()
-            .first(conn)
-            .optional()?
-            .map(Into::into);
-        let state = next(current.as_ref());
-        let row = Row {
-            key: key.to_owned(),
-            failures: state.failures,
-            window_started_at: state.window_started_at,
-            blocked_until: state.blocked_until,
-        };
-        diesel::insert_into(login_throttle::table)
-            .values(&row)
-            .on_conflict(login_throttle::key)
-            .do_update()
-            .set(&row)
-            .execute(conn)?;
-        Ok(state)
-    })
+    now: DateTime<Utc>,
+) -> Result<Option<i32>, StoreError> {
+    // $1 key, $2 now, $3 window, $4 free failures, $5 first delay, $6 cap.
+    let counted: Option<Counted> = diesel::sql_query(
+        "INSERT INTO login_throttle AS t (key, failures, window_started_at, blocked_until)
+         VALUES ($1, 1, $2, NULL)
+         ON CONFLICT (key) DO UPDATE SET
+             failures = CASE WHEN t.window_started_at + make_interval(secs => $3) > $2
+                             THEN t.failures + 1 ELSE 1 END,
+             window_started_at = CASE WHEN t.window_started_at + make_interval(secs => $3) > $2
+                                      THEN t.window_started_at ELSE $2 END,
+             blocked_until = CASE
+                 WHEN t.window_started_at + make_interval(secs => $3) > $2 AND t.failures + 1 > $4
+                 THEN $2 + make_interval(secs => LEAST(
+                          $5 * power(2, LEAST(t.failures + 1 - $4 - 1, $6)), $3))
+                 ELSE NULL END
+         WHERE t.blocked_until IS NULL OR t.blocked_until <= $2
+         RETURNING t.failures",
+    )
+    .bind::<Text, _>(key)
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(WINDOW_SECONDS)
+    .bind::<Integer, _>(FREE_FAILURES)
+    .bind::<BigInt, _>(FIRST_DELAY_SECONDS)
+    .bind::<Integer, _>(MAX_DOUBLINGS)
+    .get_result(conn)
+    .optional()?;
+    Ok(counted.map(|c| c.failures))
 }
 
 pub fn clear(conn: &mut PgConnection, key: &str) -> Result<(), StoreError> {
     diesel::delete(login_throttle::table.find(key)).execute(conn)?;
     Ok(())
-}
-
-/// Counts an attempt before the password is checked, unless the key is
-/// blocked right now; returns whether the attempt may go ahead. Runs under
-/// a row lock, so parallel attempts are all counted.
-pub fn reserve_attempt(conn: &mut PgConnection, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let mut allowed = false;
-    record_failure(conn, key, |current| {
-        if is_blocked(current, now) {
-            // Leave the state alone; the attempt is refused.
-            *current.unwrap_or(&after_failure(None, now))
-        } else {
-            allowed = true;
-            after_failure(current, now)
-        }
-    })?;
-    Ok(allowed)
 }

@@ -69,6 +69,10 @@ pub fn test_env(
         ("AUTH_KEY_ENCRYPTION_KEY", key),
         ("AUTH_WORKERS", "2".to_owned()),
         ("AUTH_DATABASE_POOL_SIZE", "4".to_owned()),
+        // Every test client comes from 127.0.0.1; tests of the failure
+        // limits set their own.
+        ("AUTH_IP_FAILURE_LIMIT", "100000".to_owned()),
+        ("AUTH_CLIENT_FAILURE_LIMIT", "100000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

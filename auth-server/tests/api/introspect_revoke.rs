@@ -20,6 +20,32 @@ fn setup() -> (TestApp, Client, (String, String), Value) {
     (app, client, introspector, tokens)
 }
 
+/// A confidential first-party app allowed to introspect, with its own
+/// tokens for alice: refresh tokens are introspectable only by the client
+/// they belong to (issue 10, item 5).
+fn own_setup() -> (TestApp, Client, (String, String), Value) {
+    let app = spawn_app();
+    app.create_user("alice", &["user"]);
+    let (client, secret) = app.create_client(ClientRegistration {
+        name: "Web app".into(),
+        confidential: true,
+        allow_introspection: true,
+        first_party: true,
+        redirect_uris: vec!["https://web.example/cb".into()],
+        ..Default::default()
+    });
+    let secret = secret.unwrap();
+    let tokens = app.code_flow_in(
+        &mut app.browser(),
+        &client,
+        Some(&secret),
+        "alice",
+        &[("scope", SCOPE)],
+    );
+    let caller = (client.client_id.clone(), secret);
+    (app, client, caller, tokens)
+}
+
 fn access(tokens: &Value) -> &str {
     str_at(tokens, "access_token")
 }
@@ -169,7 +195,7 @@ fn revoked_access_token_is_exactly_inactive() {
 
 #[test]
 fn active_refresh_token_introspects_from_the_database() {
-    let (app, client, introspector, tokens) = setup();
+    let (app, client, introspector, tokens) = own_setup();
     let user_id = jwt_claims(access(&tokens))["sub"].clone();
     let answer = app.introspect(&introspector, refresh(&tokens));
     assert_eq!(answer["active"], true, "{answer}");
@@ -188,7 +214,7 @@ fn active_refresh_token_introspects_from_the_database() {
 #[test]
 
 fn active_refresh_token_introspection_names_its_audience_and_id() {
-    let (app, client, introspector, tokens) = setup();
+    let (app, client, introspector, tokens) = own_setup();
     let answer = app.introspect(&introspector, refresh(&tokens));
     assert_eq!(answer["active"], true, "{answer}");
     assert_eq!(answer["aud"], json!(client.audiences[0]), "{answer}");
@@ -197,8 +223,15 @@ fn active_refresh_token_introspection_names_its_audience_and_id() {
 
 #[test]
 fn spent_refresh_token_is_exactly_inactive() {
-    let (app, client, introspector, tokens) = setup();
-    let reply = app.refresh(&client, refresh(&tokens));
+    let (app, _, introspector, tokens) = own_setup();
+    let reply = app.http().post_form_with(
+        "/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh(&tokens)),
+        ],
+        &[("Authorization", &basic(&introspector.0, &introspector.1))],
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(app.introspect(&introspector, refresh(&tokens)), inactive());
     assert_eq!(
@@ -223,7 +256,7 @@ fn unknown_or_garbage_token_is_exactly_inactive() {
 
 #[test]
 fn token_type_hint_is_only_a_hint() {
-    let (app, _, introspector, tokens) = setup();
+    let (app, _, introspector, tokens) = own_setup();
     for (token, wrong_hint, token_type) in [
         (access(&tokens), "refresh_token", "Bearer"),
         (refresh(&tokens), "access_token", "refresh_token"),
@@ -238,6 +271,43 @@ fn token_type_hint_is_only_a_hint() {
         assert_eq!(answer["active"], true, "{wrong_hint}: {answer}");
         assert_eq!(answer["token_type"], token_type);
     }
+}
+
+/// Issue 10, item 5: a caller sees only tokens meant for one of its
+/// audiences, or issued to it; anything else is exactly inactive.
+#[test]
+fn introspection_of_a_token_for_another_audience_is_inactive() {
+    let (app, _, introspector, tokens) = setup();
+    assert_eq!(app.introspect(&introspector, access(&tokens))["active"], true);
+    let (other, secret) = app.create_client(ClientRegistration {
+        name: "Billing service".into(),
+        confidential: true,
+        allow_introspection: true,
+        audiences: vec!["https://billing.example/api".into()],
+        ..Default::default()
+    });
+    let other = (other.client_id, secret.unwrap());
+    assert_eq!(app.introspect(&other, access(&tokens)), inactive());
+    // Its own client-credentials token (audience billing) it does see.
+    let own = app.http().post_form_with(
+        "/token",
+        &[("grant_type", "client_credentials")],
+        &[("Authorization", &basic(&other.0, &other.1))],
+    );
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert_eq!(app.introspect(&other, access(&own.json()))["active"], true);
+    assert_eq!(app.introspect(&introspector, access(&own.json())), inactive());
+}
+
+#[test]
+fn refresh_token_is_introspectable_only_by_its_client() {
+    let (app, _, introspector, tokens) = setup();
+    assert_eq!(app.introspect(&introspector, refresh(&tokens)), inactive());
+    let (app2, _, owner, own_tokens) = own_setup();
+    assert_eq!(app2.introspect(&owner, refresh(&own_tokens))["active"], true);
+    let stranger = app2.introspector();
+    assert_eq!(app2.introspect(&stranger, refresh(&own_tokens)), inactive());
+    drop(app);
 }
 
 #[test]
@@ -334,7 +404,6 @@ fn revoking_an_access_token_leaves_the_other_tokens_active() {
 
     assert_eq!(app.introspect(&introspector, access(&tokens)), inactive());
     assert_eq!(app.introspect(&introspector, access(&rotated))["active"], true);
-    assert_eq!(app.introspect(&introspector, refresh(&rotated))["active"], true);
     let again = app.refresh(&client, refresh(&rotated));
     assert_eq!(again.status, 200, "{}", again.body);
 }
@@ -389,7 +458,6 @@ fn revoking_another_clients_token_succeeds_and_changes_nothing() {
     }
 
     assert_eq!(app.introspect(&introspector, access(&tokens))["active"], true);
-    assert_eq!(app.introspect(&introspector, refresh(&tokens))["active"], true);
     let reply = app.refresh(&client, refresh(&tokens));
     assert_eq!(reply.status, 200, "{}", reply.body);
 }

@@ -24,3 +24,6 @@ mod introspect_revoke;
 mod logout_cleanup;
 mod refresh;
 mod throttle;
+
+// Hardening (issue 10).
+mod hardening;

@@ -128,7 +128,6 @@ fn reusing_a_spent_token_after_the_window_revokes_the_whole_family() {
     let (a1, r1) = rotate(&app, &client, &r0);
     let (a2, r2) = rotate(&app, &client, &r1);
     assert_eq!(app.introspect(&introspector, &a2)["active"], true);
-    assert_eq!(app.introspect(&introspector, &r2)["active"], true);
 
     close_grace_windows(&app);
     let reuse = app.refresh(&client, &r0);

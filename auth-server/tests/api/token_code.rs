@@ -206,6 +206,48 @@ fn code_issued_to_another_client_is_rejected_with_invalid_grant() {
     assert_eq!(families(&app), 0);
 }
 
+/// Issue 10, item 6: the client is checked before the code is consumed,
+/// so a client presenting someone else's code cannot burn it.
+#[test]
+fn wrong_client_gets_invalid_grant_and_the_code_stays_usable() {
+    let (app, client, code, verifier) = spa_with_code();
+    let other = app
+        .create_client(ClientRegistration {
+            name: "Other SPA".into(),
+            redirect_uris: vec!["http://127.0.0.1:5173/callback".into()],
+            first_party: true,
+            ..Default::default()
+        })
+        .0;
+    let (web, secret) = web_client(&app);
+    assert_oauth_error(
+        &app.redeem_code(&other, None, &code, &verifier),
+        400,
+        "invalid_grant",
+    );
+    assert_oauth_error(
+        &app.redeem_code(&web, Some(&secret), &code, &verifier),
+        400,
+        "invalid_grant",
+    );
+    assert_eq!(
+        app.sql_count("SELECT count(*) AS n FROM authorization_codes WHERE used_at IS NOT NULL"),
+        0
+    );
+    let mine = app.redeem_code(&client, None, &code, &verifier);
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    // A second use by the owner is still a replay that revokes the tokens.
+    assert_oauth_error(
+        &app.redeem_code(&client, None, &code, &verifier),
+        400,
+        "invalid_grant",
+    );
+    assert_eq!(
+        app.sql_count("SELECT count(*) AS n FROM token_families WHERE revoked_at IS NULL"),
+        0
+    );
+}
+
 #[test]
 fn redirect_uri_that_differs_from_the_authorization_request_is_rejected_with_invalid_grant() {
     let app = spawn_app();

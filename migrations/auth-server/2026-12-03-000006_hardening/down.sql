@@ -1,0 +1,2 @@
+DROP TABLE rate_limits;
+ALTER TABLE refresh_tokens DROP COLUMN spent_request;
