@@ -145,7 +145,9 @@ impl Limits {
     }
 
     /// Counts one failure for `key` in the shared state (on the blocking
-    /// pool); `Limited` once it is over the limit.
+    /// pool). Returns whether a further failure would still be allowed, and
+    /// remembers the key as blocked here when it would not, so the next
+    /// request is refused without a round trip.
     pub fn record_failure(
         &self,
         conn: &mut PgConnection,
@@ -153,7 +155,11 @@ impl Limits {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Check, StoreError> {
-        let check = rate_limits::record_failure(conn, self.quota(kind), key, now)?;
+        let quota = self.quota(kind);
+        let check = match rate_limits::record_failure(conn, quota, key, now)? {
+            limited @ Check::Limited { .. } => limited,
+            Check::Allowed { .. } => rate_limits::peek(conn, quota, key, now)?,
+        };
         self.remember(key, check, now);
         Ok(check)
     }

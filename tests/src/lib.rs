@@ -328,6 +328,8 @@ pub struct Agent {
     base: String,
     agent: ureq::Agent,
     cookies: HashMap<String, String>,
+    /// Sent with every request (for example `X-Forwarded-For`).
+    headers: Vec<(String, String)>,
 }
 
 pub fn http() -> Agent {
@@ -346,7 +348,14 @@ impl Agent {
                 .build()
                 .into(),
             cookies: HashMap::new(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Sends `name: value` with every request from now on.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     fn absolute(&self, url: &str) -> String {
@@ -394,6 +403,9 @@ impl Agent {
 
     pub fn get(&mut self, url: &str, bearer: Option<&str>) -> Reply {
         let mut request = self.agent.get(&self.absolute(url));
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
         if let Some(cookie) = self.cookie_header() {
             request = request.header("Cookie", &cookie);
         }
@@ -406,6 +418,9 @@ impl Agent {
 
     pub fn post_form(&mut self, url: &str, fields: &[(&str, &str)], basic: Option<(&str, &str)>) -> Reply {
         let mut request = self.agent.post(&self.absolute(url));
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
         if let Some(cookie) = self.cookie_header() {
             request = request.header("Cookie", &cookie);
         }

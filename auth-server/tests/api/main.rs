@@ -26,4 +26,6 @@ mod refresh;
 mod throttle;
 
 // Hardening (issue 10).
+mod breached;
 mod hardening;
+mod limits;

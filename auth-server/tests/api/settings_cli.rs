@@ -755,6 +755,199 @@ fn logs_of_a_login_and_token_requests_hold_no_secrets_and_carry_request_ids() {
     assert_eq!(logged, ids.len(), "some requests were not logged:\n{logs}");
 }
 
+/// Issue 10, item 8: every security decision leaves one `audit` event with
+/// the request id, client address, client id and user id, and none of them
+/// holds a password, token, code, secret or cookie.
+#[test]
+fn every_security_decision_is_audited_without_secrets() {
+    let db = TestDatabase::create("auth_test");
+    let env = serve_env(&db, |env| {
+        env.insert("AUTH_LOG_FORMAT".into(), "json".into());
+        env.insert("RUST_LOG".into(), "info".into());
+        env.insert("AUTH_REFRESH_GRACE_SECONDS".into(), "0".into());
+        env.insert("AUTH_CLIENT_FAILURE_LIMIT".into(), "2".into());
+    });
+    let created = user_create(
+        &env,
+        &["--username", "alice", "--role", "user", "--password-stdin"],
+        PASSWORD,
+    );
+    assert!(created.status.success(), "{created:?}");
+    let mut cli_logs = created.stderr.clone();
+    let app_run = client_create(
+        &env,
+        &[
+            "--name",
+            "Third-party app",
+            "--confidential",
+            "--redirect-uri",
+            "http://127.0.0.1:5173/callback",
+        ],
+    );
+    cli_logs.push_str(&app_run.stderr);
+    let web = app_run.json();
+    let web_id = web["client_id"].as_str().unwrap().to_owned();
+    let web_secret = web["client_secret"].as_str().unwrap().to_owned();
+    let batch = client_create(&env, &["--name", "Batch", "--confidential"]).json();
+    let batch_id = batch["client_id"].as_str().unwrap().to_owned();
+    let rotated = run_auth_binary(&env, &["keys", "rotate"], "");
+    assert!(rotated.status.success(), "{rotated:?}");
+    cli_logs.push_str(&rotated.stderr);
+
+    let server = {
+        let mut server = ServeProcess::start(&env);
+        server.wait_until_ready();
+        server
+    };
+    let base = server.base.clone();
+    let mut browser = Browser::new(&base);
+    let wrong = format!("wrong-{}", &pkce().0[..20]);
+    let sign_in = |browser: &mut Browser, name: &str, password: &str| {
+        let page = browser.get("/login");
+        let csrf = page.input_value("csrf_token").unwrap();
+        browser.post_form(
+            "/login",
+            &[("username", name), ("password", password), ("csrf_token", &csrf)],
+        )
+    };
+    assert_eq!(sign_in(&mut browser, "alice", &wrong).status, 200);
+    assert_eq!(sign_in(&mut browser, "alice", PASSWORD).status, 303);
+    let session = browser.cookies["session"].clone();
+
+    // Consent: denied once, then granted.
+    let authorize = |browser: &mut Browser, decision: &str| {
+        let (verifier, challenge) = pkce();
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("response_type", "code"),
+                ("client_id", web_id.as_str()),
+                ("redirect_uri", "http://127.0.0.1:5173/callback"),
+                ("state", "s"),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ])
+            .finish();
+        let page = browser.get(&format!("/authorize?{query}"));
+        assert!(is_consent_page(&page), "{}", page.body);
+        let back = decide_consent(browser, &page, decision);
+        (back.location(&base).unwrap(), verifier)
+    };
+    authorize(&mut browser, "deny");
+    let (back, verifier) = authorize(&mut browser, "approve");
+    let code = query_value(&back, "code").unwrap();
+    let web_basic = basic(&web_id, &web_secret);
+    let token = |fields: &[(&str, &str)]| {
+        Browser::new(&base).post_form_with("/token", fields, &[("Authorization", &web_basic)])
+    };
+    let exchanged = token(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", "http://127.0.0.1:5173/callback"),
+        ("code_verifier", &verifier),
+    ]);
+    assert_eq!(exchanged.status, 200, "{}", exchanged.body);
+    let tokens = exchanged.json();
+    let r0 = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let refreshed = token(&[("grant_type", "refresh_token"), ("refresh_token", &r0)]);
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let r1 = refreshed.json()["refresh_token"].as_str().unwrap().to_owned();
+    // Reuse of the spent token revokes the family.
+    let reused = token(&[("grant_type", "refresh_token"), ("refresh_token", &r0)]);
+    assert_eq!(reused.status, 400, "{}", reused.body);
+    let revoked = Browser::new(&base).post_form_with(
+        "/revoke",
+        &[("token", tokens["access_token"].as_str().unwrap())],
+        &[("Authorization", &web_basic)],
+    );
+    assert_eq!(revoked.status, 200);
+    // A machine client fails to authenticate until it is throttled.
+    for expected in [401, 401, 429] {
+        let reply = Browser::new(&base).post_form(
+            "/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &batch_id),
+                ("client_secret", "wrong-secret-value"),
+            ],
+        );
+        assert_eq!(reply.status, expected, "{}", reply.body);
+    }
+    // An account locked by failed sign-ins.
+    let mut other = Browser::new(&base);
+    for _ in 0..6 {
+        sign_in(&mut other, "bob", &wrong);
+    }
+    sign_in(&mut other, "bob", &wrong);
+    // Logout.
+    let page = browser.get("/logout");
+    let csrf = page.input_value("csrf_token").unwrap();
+    assert_eq!(browser.post_form("/logout", &[("csrf_token", &csrf)]).status, 200);
+
+    let logs = server.stop();
+    let events: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "audit")
+        .collect();
+    for name in [
+        "sign_in_failed",
+        "sign_in_succeeded",
+        "consent_denied",
+        "consent_granted",
+        "refresh_reuse_detected",
+        "token_revoked",
+        "client_authentication_failed",
+        "throttled",
+        "account_locked",
+        "logged_out",
+    ] {
+        let event = events
+            .iter()
+            .find(|e| e["audit"] == name)
+            .unwrap_or_else(|| panic!("no {name} event in:\n{logs}"));
+        assert_eq!(event["client_ip"], "127.0.0.1", "{event}");
+        let request_id = event["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|span| span["request_id"].as_str());
+        assert!(
+            request_id.is_some_and(|id| !id.is_empty()),
+            "{name} has no request id: {event}"
+        );
+        assert!(
+            event.get("client_id").is_some() && event.get("user_id").is_some(),
+            "{event}"
+        );
+    }
+    let by_name = |name: &str| events.iter().find(|e| e["audit"] == name).unwrap().clone();
+    assert_eq!(by_name("refresh_reuse_detected")["client_id"], web_id.as_str());
+    assert_ne!(by_name("refresh_reuse_detected")["user_id"], "-");
+    assert_ne!(by_name("sign_in_succeeded")["user_id"], "-");
+    assert_eq!(by_name("consent_granted")["client_id"], web_id.as_str());
+    for name in ["user_created", "client_created", "key_rotated"] {
+        assert!(cli_logs.contains(name), "no {name} in the CLI log: {cli_logs}");
+    }
+
+    let mut secrets = vec![
+        PASSWORD.to_owned(),
+        wrong,
+        code,
+        verifier,
+        web_secret,
+        session,
+        r0,
+        r1,
+        tokens["access_token"].as_str().unwrap().to_owned(),
+        web_basic.trim_start_matches("Basic ").to_owned(),
+    ];
+    secrets.push("wrong-secret-value".into());
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret is in the log:\n{logs}");
+        assert!(!cli_logs.contains(secret.as_str()), "a secret is in the CLI log");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Admin listener and database outages
 

@@ -314,6 +314,9 @@ fn main() {
         ("AUTH_KEY_ENCRYPTION_KEY", key),
         ("AUTH_DEFAULT_AUDIENCE", audience.clone()),
         ("AUTH_LOG_FORMAT", "json".to_owned()),
+        // The spray phase names its client addresses in X-Forwarded-For,
+        // as a reverse proxy would.
+        ("AUTH_TRUSTED_PROXIES", "127.0.0.1".to_owned()),
         (
             "AUTH_WORKERS",
             std::env::var("BENCH_WORKERS").unwrap_or_else(|_| "0".to_owned()),
@@ -536,6 +539,9 @@ fn main() {
             );
         }
     }
+    if only.as_deref().is_none_or(|o| "spray".contains(o)) {
+        spray(&issuer, seconds * 4);
+    }
     println!();
     println!(
         "code exchange (POST /token, authorization_code, one at a time, 64 samples): p50 {:.2} ms, p99 {:.2} ms",
@@ -623,4 +629,80 @@ impl CodeFlow {
         self.exchanges.borrow_mut().push(started.elapsed());
         reply.json()
     }
+}
+
+/// One sign-in from `address` (named in `X-Forwarded-For`): the status and
+/// how long the POST took.
+fn sign_in_from(auth: &str, address: &str, username: &str, password: &str) -> (u16, Duration) {
+    let mut agent = Agent::new(auth).with_header("X-Forwarded-For", address);
+    let page = agent.get("/login", None);
+    let Some(csrf) = page.input("csrf_token") else {
+        return (page.status, Duration::ZERO);
+    };
+    let started = Instant::now();
+    let reply = agent.post_form(
+        "/login",
+        &[
+            ("username", username),
+            ("password", password),
+            ("csrf_token", &csrf),
+        ],
+        None,
+    );
+    (reply.status, started.elapsed())
+}
+
+/// Fifty addresses spray wrong passwords for random usernames at full
+/// speed for `seconds`; meanwhile a user signs in from a clean address
+/// three times. Prints what the sprayers got and the clean sign-ins'
+/// latency.
+fn spray(auth: &str, seconds: u64) {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let statuses = Arc::new(Mutex::new(BTreeMap::<u16, u64>::new()));
+    let sprayers: Vec<_> = (0..50)
+        .map(|i| {
+            let (auth, stop, statuses) = (auth.to_owned(), Arc::clone(&stop), Arc::clone(&statuses));
+            std::thread::spawn(move || {
+                let address = format!("198.18.0.{}", i + 1);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let user = format!("spray-{i}-{n}");
+                    let (status, _) = sign_in_from(&auth, &address, &user, "wrong password, wrong password");
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds / 4));
+    let mut clean = Vec::new();
+    for _ in 0..3 {
+        clean.push(sign_in_from(auth, "203.0.113.200", "bench", PASSWORD));
+        std::thread::sleep(Duration::from_secs(seconds / 8));
+    }
+    let remaining = Duration::from_secs(seconds).saturating_sub(started.elapsed());
+    std::thread::sleep(remaining);
+    stop.store(true, Ordering::Relaxed);
+    for sprayer in sprayers {
+        let _ = sprayer.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let statuses = statuses.lock().unwrap().clone();
+    let total: u64 = statuses.values().sum();
+    println!();
+    println!(
+        "spray: 50 addresses, random usernames, wrong passwords, {elapsed:.0} s: {total} attempts, by status {statuses:?}"
+    );
+    println!(
+        "clean sign-in during the spray (another address, right password): {}",
+        clean
+            .iter()
+            .map(|(status, took)| format!("{status} in {:.0} ms", took.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
