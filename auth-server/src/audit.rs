@@ -83,12 +83,14 @@ impl<'a> Actor<'a> {
 /// request data).
 pub fn record(event: Event, actor: Actor<'_>, detail: &'static str) {
     let ip = actor.client_ip.map(|ip| ip.to_string());
+    // A client id can be whatever a request said; keep the log line bounded.
+    let client_id: String = actor.client_id.unwrap_or("-").chars().take(128).collect();
     let user = actor.user_id.map(|u| u.to_string());
     tracing::info!(
         target: "audit",
         audit = event.as_str(),
         client_ip = ip.as_deref().unwrap_or("-"),
-        client_id = actor.client_id.unwrap_or("-"),
+        client_id = client_id.as_str(),
         user_id = user.as_deref().unwrap_or("-"),
         detail,
         "audit: {}",

@@ -14,7 +14,7 @@
 //!   seeks so a multi-gigabyte file is never loaded.
 
 use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
+use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -159,48 +159,59 @@ fn search_file(path: &std::path::Path, digest: &str) -> std::io::Result<Option<u
     let (mut low, mut high) = (0u64, len);
     while low < high {
         let mid = low + (high - low) / 2;
-        let (start, line) = line_at_or_after(&mut file, mid)?;
-        let Some((start, line)) = start.zip(line) else {
+        let Some(line) = line_at_or_after(&mut file, mid)? else {
             high = mid;
             continue;
         };
-        let hash = line.split(':').next().unwrap_or("").trim();
+        let hash = line.text.split(':').next().unwrap_or("").trim();
         match hash.to_ascii_uppercase().as_str().cmp(digest) {
             std::cmp::Ordering::Equal => {
-                return Ok(Some(
-                    line.split(':')
-                        .nth(1)
-                        .and_then(|c| c.trim().parse().ok())
-                        .unwrap_or(1),
-                ));
+                let count = line.text.split(':').nth(1).and_then(|c| c.trim().parse().ok());
+                return Ok(Some(count.unwrap_or(1)));
             }
-            std::cmp::Ordering::Less => low = start + line.len() as u64 + 1,
+            std::cmp::Ordering::Less => low = line.start + line.bytes,
             std::cmp::Ordering::Greater => high = mid,
         }
     }
     Ok(None)
 }
 
+/// One line of the corpus file.
+struct Line {
+    start: u64,
+    /// Its length in the file, newline included.
+    bytes: u64,
+    text: String,
+}
+
 /// The first whole line that starts at or after `offset` (the line at 0
-/// when `offset` is 0), with its start.
-fn line_at_or_after(file: &mut File, offset: u64) -> std::io::Result<(Option<u64>, Option<String>)> {
+/// when `offset` is 0).
+fn line_at_or_after(file: &mut File, offset: u64) -> std::io::Result<Option<Line>> {
     let mut start = offset;
     if offset > 0 {
         // Step back one byte: if it is a newline, `offset` starts a line.
         file.seek(SeekFrom::Start(offset - 1))?;
-        let mut reader = BufReader::new(&mut *file);
         let mut skipped = Vec::new();
-        reader.read_until(b'\n', &mut skipped)?;
+        BufReader::new(&mut *file).read_until(b'\n', &mut skipped)?;
         start = offset - 1 + skipped.len() as u64;
     }
     file.seek(SeekFrom::Start(start))?;
-    let mut line = String::new();
-    BufReader::new(&mut *file).take(256).read_line(&mut line)?;
-    if line.is_empty() {
-        return Ok((None, None));
+    let mut raw = Vec::new();
+    BufReader::new(&mut *file).read_until(b'\n', &mut raw)?;
+    if raw.is_empty() {
+        return Ok(None);
     }
-    let line = line.trim_end_matches(['\n', '\r']).to_owned();
-    Ok((Some(start), Some(line)))
+    let text = String::from_utf8_lossy(&raw);
+    let text = if start == 0 {
+        text.trim_start_matches('\u{feff}')
+    } else {
+        &text
+    };
+    Ok(Some(Line {
+        start,
+        bytes: raw.len() as u64,
+        text: text.trim_end_matches(['\n', '\r']).to_owned(),
+    }))
 }
 
 #[cfg(test)]
@@ -226,6 +237,28 @@ mod tests {
         );
         assert_eq!(count_in_range(body, "AAAA"), None);
         assert_eq!(count_in_range(body, "BBBB"), None);
+    }
+
+    #[test]
+    fn crlf_lowercase_a_bom_and_no_final_newline_are_understood() {
+        let mut hashes: Vec<String> = (0..7u32).map(|i| sha1_hex(&format!("x{i}")).unwrap()).collect();
+        hashes.sort();
+        let dir = std::env::temp_dir().join(format!("breached-crlf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("corpus.txt");
+        let body = hashes
+            .iter()
+            .map(|h| format!("{}:3", h.to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        std::fs::write(&path, format!("\u{feff}{body}")).unwrap();
+        for h in &hashes {
+            assert_eq!(search_file(&path, h).unwrap(), Some(3), "{h}");
+        }
+        assert_eq!(search_file(&path, &sha1_hex("absent").unwrap()).unwrap(), None);
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(search_file(&path, &hashes[0]).unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -52,12 +52,26 @@ pub enum Kind {
     Client,
 }
 
+/// The key of a client address. IPv6 addresses count per /64, the block
+/// one subscriber usually gets, so an attacker cannot spread its failures
+/// over the 2^64 addresses of its own network.
 pub fn ip_key(ip: IpAddr) -> String {
-    format!("ip:{ip}")
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("ip:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
+    }
 }
 
+/// The key of a client id as presented (at most 128 characters of it: ids
+/// we issue are 22, and a longer one is unknown anyway).
 pub fn client_key(client_id: &str) -> String {
-    format!("client:{client_id}")
+    format!("client:{}", client_id.chars().take(128).collect::<String>())
 }
 
 pub struct Limits {
@@ -67,7 +81,33 @@ pub struct Limits {
     blocked: Mutex<HashMap<String, DateTime<Utc>>>,
     /// How many keys `blocked` holds, read without the lock on the hot path.
     blocked_len: AtomicUsize,
-    requests: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    requests: Option<DefaultKeyedRateLimiter<String>>,
+    /// Password checks under way per address key (sign-in).
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+/// Password checks one address may have under way at once, per instance.
+/// Failures are counted after the check, so without this bound a burst of
+/// parallel guesses would all pass the limit's look before any of them is
+/// counted.
+pub const MAX_CHECKS_PER_ADDRESS: usize = 4;
+
+/// A password check slot of one address; freed on drop.
+pub struct Slot<'a> {
+    limits: &'a Limits,
+    key: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.limits.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = in_flight.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                in_flight.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Limits {
@@ -90,6 +130,7 @@ impl Limits {
             requests: settings
                 .requests_per_ip
                 .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
+            in_flight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -164,11 +205,26 @@ impl Limits {
         Ok(check)
     }
 
+    /// A password-check slot for the address `key`, or `None` when it has
+    /// [`MAX_CHECKS_PER_ADDRESS`] under way already.
+    pub fn check_slot(&self, key: &str) -> Option<Slot<'_>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let n = in_flight.entry(key.to_owned()).or_default();
+        if *n >= MAX_CHECKS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            limits: self,
+            key: key.to_owned(),
+        })
+    }
+
     /// The optional per-address request rate; `Err(retry_after)` over it.
     pub fn admit_request(&self, ip: IpAddr) -> Result<(), std::time::Duration> {
         match &self.requests {
             None => Ok(()),
-            Some(limiter) => limiter.check_key(&ip).map_err(|not_until| {
+            Some(limiter) => limiter.check_key(&ip_key(ip)).map_err(|not_until| {
                 not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
                 ))
@@ -225,6 +281,29 @@ mod tests {
         assert_eq!(limits.blocked(&["ip:5.6.7.8"], t(5)), None);
         assert_eq!(limits.blocked(&["ip:1.2.3.4"], t(20)), None);
         assert_eq!(limits.blocked_len.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        assert_eq!(ip_key("::ffff:192.0.2.1".parse().unwrap()), "ip:192.0.2.1");
+        assert_eq!(client_key(&"x".repeat(1000)).len(), "client:".len() + 128);
+    }
+
+    #[test]
+    fn an_address_gets_a_bounded_number_of_check_slots() {
+        let limits = limits();
+        let slots: Vec<_> = (0..MAX_CHECKS_PER_ADDRESS)
+            .map(|_| limits.check_slot("ip:1.2.3.4").unwrap())
+            .collect();
+        assert!(limits.check_slot("ip:1.2.3.4").is_none());
+        assert!(limits.check_slot("ip:5.6.7.8").is_some());
+        drop(slots);
+        assert!(limits.check_slot("ip:1.2.3.4").is_some());
     }
 
     #[test]

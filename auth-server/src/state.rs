@@ -31,10 +31,6 @@ pub struct AppState {
     /// Verified against when the username is unknown, so a failed login
     /// takes as long whether or not the user exists.
     pub dummy_hash: PasswordHash,
-    /// How long one password check takes here (measured at start): a
-    /// sign-in refused without a check waits this long, so the answer to a
-    /// locked account cannot be told from a wrong password by its timing.
-    pub typical_verify: std::time::Duration,
     /// Checks passwords on its own threads, with bounded concurrency.
     pub verifier: PasswordVerifier,
     /// Failure limits per client address and per client.
@@ -53,9 +49,7 @@ impl AppState {
         server_keys: ServerKeys,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        let started = std::time::Instant::now();
         let dummy_hash = dummy_hash()?;
-        let typical_verify = started.elapsed();
         let limits = Limits::new(&settings.limits).map_err(StoreError::Failed)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
         let verifier = PasswordVerifier::start(threads, VERIFY_QUEUE)
@@ -78,7 +72,6 @@ impl AppState {
             clients: ClientCache::default(),
             cors: CorsOrigins::default(),
             dummy_hash,
-            typical_verify,
             verifier,
             limits,
             metadata,

@@ -21,6 +21,16 @@ pub fn parse_trusted(value: &str) -> Result<Vec<IpNet>, String> {
                 .parse::<IpNet>()
                 .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
                 .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))
+                .and_then(|net| {
+                    // A prefix this wide trusts the whole internet to name
+                    // its own address.
+                    let widest = if net.addr().is_ipv4() { 8 } else { 32 };
+                    if net.prefix_len() < widest {
+                        Err(format!("{entry:?} is too wide to be a set of proxies"))
+                    } else {
+                        Ok(net)
+                    }
+                })
         })
         .collect()
 }
@@ -142,6 +152,8 @@ mod tests {
     fn bad_settings_are_refused() {
         assert!(parse_trusted("10.0.0.0/33").is_err());
         assert!(parse_trusted("proxy.example").is_err());
+        assert!(parse_trusted("0.0.0.0/0").is_err());
+        assert!(parse_trusted("::/0").is_err());
         assert_eq!(parse_trusted("").unwrap(), vec![]);
     }
 }

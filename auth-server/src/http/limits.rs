@@ -1,8 +1,13 @@
 //! Failure limits at the JSON endpoints (token, introspection, revocation):
-//! a request from an address, or naming a client, that is over its failure
-//! limit is refused with 429 `slow_down` before any secret is checked; a
-//! failed client authentication or `invalid_grant` counts against both.
-//! Successful requests cost one in-memory lookup and are never counted.
+//! a request from an address that is over its failure limit is refused
+//! with 429 `slow_down` before any secret is checked; so is a request that
+//! presents a secret for a client whose secret has been guessed at too
+//! often. Failed client authentication and `invalid_grant` count against
+//! the address; only failed client authentication with a secret counts
+//! against the client, so nobody can spend a public client's allowance
+//! with bad refresh tokens (and expired tokens of its own users cannot
+//! either). Successful requests cost one in-memory lookup and are never
+//! counted.
 
 use std::net::IpAddr;
 
@@ -22,6 +27,8 @@ pub struct Guard {
     pub ip: IpAddr,
     ip_key: String,
     client_id: Option<String>,
+    /// The request authenticates with a secret (Basic or `client_secret`).
+    with_secret: bool,
 }
 
 fn slow_down(wait: std::time::Duration) -> OAuthJson {
@@ -40,15 +47,22 @@ pub fn admit(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Gua
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let client_id = client_auth::extract(authorization, params)
-        .ok()
-        .map(|c| c.client_id().to_owned());
+    let credentials = client_auth::extract(authorization, params).ok();
     let guard = Guard {
         ip,
         ip_key: limits::ip_key(ip),
-        client_id,
+        client_id: credentials
+            .as_ref()
+            .map(|c| c.client_id().chars().take(128).collect()),
+        with_secret: credentials
+            .as_ref()
+            .is_some_and(client_auth::Credentials::has_secret),
     };
-    let client_key = guard.client_id.as_deref().map(limits::client_key);
+    let client_key = guard
+        .client_id
+        .as_deref()
+        .filter(|_| guard.with_secret)
+        .map(limits::client_key);
     let mut keys = vec![guard.ip_key.as_str()];
     keys.extend(client_key.as_deref());
     if let Some(wait) = state.limits.blocked(&keys, Utc::now()) {
@@ -77,18 +91,23 @@ impl Guard {
         let Err(OAuthJson(error)) = result else {
             return;
         };
-        match error {
-            OAuthError::InvalidClient { .. } => audit::record(
-                Event::ClientAuthenticationFailed,
-                self.actor(),
-                "client authentication failed",
-            ),
-            OAuthError::InvalidGrant(_) => {}
+        let client_key = match error {
+            OAuthError::InvalidClient { .. } => {
+                audit::record(
+                    Event::ClientAuthenticationFailed,
+                    self.actor(),
+                    "client authentication failed",
+                );
+                self.client_id
+                    .as_deref()
+                    .filter(|_| self.with_secret)
+                    .map(limits::client_key)
+            }
+            OAuthError::InvalidGrant(_) => None,
             _ => return,
-        }
+        };
         let st = state.clone();
         let ip_key = self.ip_key.clone();
-        let client_key = self.client_id.as_deref().map(limits::client_key);
         let recorded = with_store(state, move |store| {
             let now = Utc::now();
             st.limits

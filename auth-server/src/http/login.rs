@@ -261,6 +261,18 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     if let Some(retry) = state.limits.blocked(&[&ip_key], now) {
         return address_limited(&state, &return_to, binding.as_deref(), &username, retry, actor);
     }
+    // At most a few checks per address at once, so a parallel burst cannot
+    // pass the limit's look before any of its failures is counted.
+    let Some(_slot) = state.limits.check_slot(&ip_key) else {
+        return address_limited(
+            &state,
+            &return_to,
+            binding.as_deref(),
+            &username,
+            std::time::Duration::from_secs(1),
+            actor,
+        );
+    };
 
     // One round trip: the page context and, for a valid form, the shared
     // limit of the address, the attempt counted against the account before
@@ -279,12 +291,20 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
             Check::Limited { retry_after } => return Ok((context, Gate::AddressLimited(retry_after))),
             Check::Allowed { recent } => recent,
         };
-        let Some(attempt) = storage::throttle::reserve_attempt(store.conn, &reserved_key, now)? else {
-            return Ok((context, Gate::Locked));
-        };
-        let user = match Username::parse(&login_name) {
-            Ok(name) => storage::users::find_by_username(store.conn, name.as_str())?,
-            Err(_) => None,
+        // A name that cannot be a username is checked against the dummy
+        // hash like an unknown one, but not given a throttle row.
+        let (attempt, user) = match Username::parse(&login_name) {
+            Ok(name) => {
+                let Some(attempt) = storage::throttle::reserve_attempt(store.conn, &reserved_key, now)?
+                else {
+                    return Ok((context, Gate::Locked));
+                };
+                (
+                    attempt,
+                    storage::users::find_by_username(store.conn, name.as_str())?,
+                )
+            }
+            Err(_) => (1, None),
         };
         let priority = if recent || attempt > 1 {
             Priority::Suspect
@@ -310,6 +330,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         )
     };
 
+    let locked = matches!(gate, Gate::Locked);
     let (priority, found) = match gate {
         Gate::Forged => {
             tracing::warn!("login refused: CSRF token missing or wrong");
@@ -330,14 +351,12 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
             return address_limited(&state, &return_to, binding.as_deref(), &username, retry, actor);
         }
         Gate::Locked => {
-            // Exactly the wrong-password answer, after as long as a check
-            // takes; the attempt still counts against the address.
+            // Exactly the wrong-password answer: the same page, and the same
+            // queue and cost, since a dummy check runs in its place. The
+            // attempt still counts against the address.
             audit::record(Event::AccountLocked, actor, "sign-in refused: account locked");
             state.metrics.event("login_throttled");
-            record_address_failure(&state, ip_key).await;
-            actix_web::rt::time::sleep(state.typical_verify).await;
-            let binding = binding.unwrap_or_default();
-            return render(&state, form(StatusCode::OK, &binding, false, BAD_CREDENTIALS));
+            (Priority::Suspect, None)
         }
         Gate::Check(priority, found) => (priority, found),
     };
@@ -361,6 +380,13 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         Err(Busy) => {
             tracing::warn!("login refused: too many sign-ins in progress");
             state.metrics.event("login_busy");
+            // Only suspects are turned away while clean sign-ins still get
+            // through, so a refused attempt counts against the address like
+            // a failure: a sprayer reaches its limit (and 429) instead of
+            // queueing forever.
+            if priority == Priority::Suspect {
+                record_address_failure(&state, ip_key).await;
+            }
             let mut page = render(
                 &state,
                 form(StatusCode::SERVICE_UNAVAILABLE, &binding, false, BUSY),
@@ -373,8 +399,10 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         }
     };
     let Some(user) = user.filter(|_| matched) else {
-        audit::record(Event::SignInFailed, actor, "wrong username or password");
-        state.metrics.event("login_failed");
+        if !locked {
+            audit::record(Event::SignInFailed, actor, "wrong username or password");
+            state.metrics.event("login_failed");
+        }
         record_address_failure(&state, ip_key).await;
         return render(&state, form(StatusCode::OK, &binding, false, BAD_CREDENTIALS));
     };

@@ -35,6 +35,11 @@ impl Credentials {
     pub fn used_basic(&self) -> bool {
         matches!(self, Credentials::Basic { .. })
     }
+
+    /// Whether a secret is presented (a confidential client's attempt).
+    pub fn has_secret(&self) -> bool {
+        !matches!(self, Credentials::None { .. })
+    }
 }
 
 fn form_decode(text: &str) -> Option<String> {

@@ -563,19 +563,21 @@ pub fn expire_session_codes(conn: &mut PgConnection, session_hash: &[u8]) -> Res
 /// Moves the live grants and unused codes of one browser session to the
 /// session that replaces it at a new sign-in.
 pub fn rebind_session(conn: &mut PgConnection, old_hash: &[u8], new_hash: &[u8]) -> Result<(), StoreError> {
-    diesel::update(
-        token_families::table
-            .filter(token_families::session_hash.eq(old_hash))
-            .filter(token_families::revoked_at.is_null()),
-    )
-    .set(token_families::session_hash.eq(new_hash))
-    .execute(conn)?;
+    // Codes first, as at logout: this waits for an exchange holding one,
+    // so the family it creates is moved too.
     diesel::update(
         authorization_codes::table
             .filter(authorization_codes::session_hash.eq(old_hash))
             .filter(authorization_codes::used_at.is_null()),
     )
     .set(authorization_codes::session_hash.eq(new_hash))
+    .execute(conn)?;
+    diesel::update(
+        token_families::table
+            .filter(token_families::session_hash.eq(old_hash))
+            .filter(token_families::revoked_at.is_null()),
+    )
+    .set(token_families::session_hash.eq(new_hash))
     .execute(conn)?;
     Ok(())
 }

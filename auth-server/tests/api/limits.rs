@@ -204,6 +204,76 @@ fn failures_for_one_client_from_many_addresses_are_limited_per_client() {
     );
 }
 
+/// Bad refresh tokens name a public client but prove nothing about it:
+/// they count against the address only, so nobody can spend a public
+/// client's allowance (and its own users' expired tokens cannot either).
+#[test]
+fn invalid_grants_do_not_spend_a_public_clients_allowance() {
+    let app = spawn_app_with(|env| {
+        env.insert("AUTH_CLIENT_FAILURE_LIMIT".into(), "3".into());
+        env.insert("AUTH_TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    });
+    app.create_user("alice", &["user"]);
+    let client = app.spa_client();
+    for i in 0..10 {
+        let from = format!("198.51.100.{i}");
+        let reply = app.http().post_form_with(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "stolen-or-expired"),
+                ("client_id", client.client_id.as_str()),
+            ],
+            &[("X-Forwarded-For", &from)],
+        );
+        assert_oauth_error(&reply, 400, "invalid_grant");
+    }
+    let tokens = app.code_flow(&client, "alice", &[]);
+    assert_eq!(app.refresh(&client, str_at(&tokens, "refresh_token")).status, 200);
+}
+
+/// A burst of parallel guesses from one address cannot all pass the
+/// limit's look before the first of them is counted.
+#[test]
+fn a_parallel_burst_from_one_address_is_bounded() {
+    let app = app_with(5, |_| {});
+    let mut forms: Vec<(Browser, String)> = (0..40)
+        .map(|_| {
+            let mut browser = app.browser();
+            let csrf = browser.get("/login").input_value("csrf_token").expect("csrf");
+            (browser, csrf)
+        })
+        .collect();
+    let barrier = std::sync::Barrier::new(40);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = forms
+            .iter_mut()
+            .enumerate()
+            .map(|(i, (browser, csrf))| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let user = format!("user{i}");
+                    browser
+                        .post_form(
+                            "/login",
+                            &[("username", &user), ("password", WRONG), ("csrf_token", csrf)],
+                        )
+                        .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = app.state.metrics.event_count("login_failed");
+    let bound = 5 + auth_server::limits::MAX_CHECKS_PER_ADDRESS as u64;
+    assert!(
+        checked <= bound,
+        "{checked} checks for a limit of 5: {statuses:?}"
+    );
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 40 - bound as usize);
+}
+
 #[test]
 fn successful_token_requests_are_not_limited() {
     let app = app_with(3, |_| {});

@@ -102,12 +102,15 @@ fn locked_account_answers_like_a_wrong_password() {
 }
 
 /// Thirty wrong passwords at once for one account, split over two
-/// instances on one database, count like thirty in a row: six reach the
-/// password check (five free, the sixth starts the block) and the rest are
-/// refused, so the account ends up in the same state.
+/// instances on one database (and coming from thirty addresses, so only
+/// the account's count is in play), count like thirty in a row: six reach
+/// the password check (five free, the sixth starts the block) and the rest
+/// are refused, so the account ends up in the same state.
 #[test]
 fn parallel_failures_across_two_instances_all_count() {
-    let app = spawn_app();
+    let app = spawn_app_with(|env| {
+        env.insert("AUTH_TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    });
     app.create_user("erin", &["user"]);
     let peer = start_instance(&peer_env(&app)).expect("second instance");
     let bases = [app.base.clone(), peer.base.clone()];
@@ -124,17 +127,20 @@ fn parallel_failures_across_two_instances_all_count() {
     let replies: Vec<Reply> = std::thread::scope(|s| {
         let handles: Vec<_> = forms
             .iter_mut()
-            .map(|(browser, csrf)| {
+            .enumerate()
+            .map(|(i, (browser, csrf))| {
                 let barrier = &barrier;
                 s.spawn(move || {
+                    let from = format!("198.51.100.{i}");
                     barrier.wait();
-                    browser.post_form(
+                    browser.post_form_with(
                         "/login",
                         &[
                             ("username", "erin"),
                             ("password", "wrong password, wrong password"),
                             ("csrf_token", csrf.as_str()),
                         ],
+                        &[("X-Forwarded-For", &from)],
                     )
                 })
             })
