@@ -7,6 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
+use diesel::Connection as _;
 
 use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
 use crate::audit::{self, Actor, Event};
@@ -14,7 +15,7 @@ use crate::client_cache::CachedClients;
 use crate::crypto;
 use crate::pages::Signed;
 use crate::protocol::client_auth::ClientDirectory as _;
-use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
+use crate::protocol::session::{CsrfPurpose, csrf_ok, csrf_token};
 use crate::protocol::{Params, StoreError};
 use crate::state::AppState;
 use crate::storage;
@@ -139,10 +140,15 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         if let Some(raw) = raw {
             let hash = crypto::token_hash(&raw);
             let now = Utc::now();
-            // Codes first: see `expire_session_codes`.
-            storage::grants::expire_session_codes(store.conn, &hash)?;
-            revoked = storage::grants::revoke_session_families(store.conn, &hash, now)?;
-            store.delete_session(&hash)?;
+            // One transaction, in this order: the session row first, so no
+            // new code can be stored for it (`insert_code`); then its codes,
+            // which waits for exchanges holding one (`expire_session_codes`);
+            // then its families, which now include theirs.
+            revoked = store.conn.transaction(|conn| {
+                storage::sessions::delete(conn, &hash)?;
+                storage::grants::expire_session_codes(conn, &hash)?;
+                storage::grants::revoke_session_families(conn, &hash, now)
+            })?;
         }
         Ok((revoked, destination(&st, store, &params)?))
     })

@@ -41,7 +41,32 @@ struct CodeRow {
     expires_at: DateTime<Utc>,
 }
 
+/// Stores a code. A code bound to a browser session is stored only while
+/// that session exists, holding a key-share lock on its row until the code
+/// is in: a logout deletes the session row first, so it either waits for
+/// this code (and then expires it) or has ended the session, and the code
+/// is refused. No code outlives the logout of the session that approved it.
 pub fn insert_code(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        if let Some(session) = code.session_hash.as_deref() {
+            use super::schema::browser_sessions;
+            let live: Option<Vec<u8>> = browser_sessions::table
+                .filter(browser_sessions::id_hash.eq(session))
+                .select(browser_sessions::id_hash)
+                .for_key_share()
+                .first(conn)
+                .optional()?;
+            if live.is_none() {
+                return Err(StoreError::Failed(
+                    "the browser session ended before the code was stored".into(),
+                ));
+            }
+        }
+        insert_code_row(conn, code)
+    })
+}
+
+fn insert_code_row(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreError> {
     diesel::insert_into(authorization_codes::table)
         .values(&CodeInsert {
             code_hash: &code.code_hash,

@@ -236,3 +236,36 @@ fn code_exchange_racing_logout_leaves_no_live_family() {
         }
     }
 }
+
+/// An authorization request that read the session just before a logout
+/// ended it cannot store a code for it afterwards: the code is stored only
+/// while the session row exists, under a lock that the logout's delete
+/// waits for.
+#[test]
+fn authorization_racing_logout_issues_no_code_for_the_ended_session() {
+    let (app, client) = setup(2);
+    let mut browser = app.browser();
+    app.login(&mut browser, "alice");
+    let (_, challenge) = pkce();
+    let url = authorize_url(&client, &challenge, &[]);
+
+    // Hold the session row, as a logout deleting it would.
+    let mut holder = app.db.connect();
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM browser_sessions FOR UPDATE;")
+        .expect("lock the session row");
+    std::thread::scope(|s| {
+        let request = s.spawn(|| browser.get(&url));
+        wait_for_lock_wait(&app);
+        holder
+            .batch_execute("DELETE FROM browser_sessions; COMMIT;")
+            .expect("end the session");
+        let reply = request.join().unwrap();
+        let location = reply.header("location").unwrap_or("").to_owned();
+        assert!(
+            !location.contains("code="),
+            "a code for an ended session: {location}"
+        );
+    });
+    assert_eq!(app.sql_count("SELECT count(*) AS n FROM authorization_codes"), 0);
+}
