@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
-use super::token::{authenticated_client, read_form, token_and_hint};
+use super::token::{authenticated_client, token_and_hint};
 use super::{OAuthJson, limits, with_store};
 use crate::domain::ClientKind;
 use crate::protocol::introspect;
@@ -18,11 +18,10 @@ pub async fn introspect(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
-    let params = read_form(&req, payload).await?;
-    let guard = limits::admit(&req, &state, &params)?;
-    let result = answer(&req, &state, params).await;
-    guard.settle(&state, &result).await;
-    result
+    limits::guarded(&req, &state, payload, async |params, _| {
+        answer(&req, &state, params).await
+    })
+    .await
 }
 
 async fn answer(

@@ -77,6 +77,21 @@ pub fn admit(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Gua
     Ok(guard)
 }
 
+/// Reads a JSON endpoint's form, admits it, runs `answer`, and counts its
+/// failure: the frame of `/token`, `/introspect` and `/revoke`.
+pub async fn guarded(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    payload: web::Payload,
+    answer: impl AsyncFnOnce(Params, &Guard) -> Result<HttpResponse, OAuthJson>,
+) -> Result<HttpResponse, OAuthJson> {
+    let params = super::token::read_form(req, payload).await?;
+    let guard = admit(req, state, &params)?;
+    let result = answer(params, &guard).await;
+    guard.settle(state, &result).await;
+    result
+}
+
 impl Guard {
     pub fn actor(&self) -> Actor<'_> {
         let actor = Actor::ip(self.ip);

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
-use super::token::{authenticated_client, read_form, token_and_hint};
+use super::token::{authenticated_client, token_and_hint};
 use super::{OAuthJson, limits, with_store};
 use crate::audit::{self, Event};
 use crate::protocol::Params;
@@ -17,11 +17,10 @@ pub async fn revoke(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
-    let params = read_form(&req, payload).await?;
-    let guard = limits::admit(&req, &state, &params)?;
-    let result = answer(&req, &state, params, &guard).await;
-    guard.settle(&state, &result).await;
-    result
+    limits::guarded(&req, &state, payload, async |params, guard| {
+        answer(&req, &state, params, guard).await
+    })
+    .await
 }
 
 async fn answer(

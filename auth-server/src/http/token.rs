@@ -88,11 +88,10 @@ pub async fn token(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthJson> {
-    let params = read_form(&req, payload).await?;
-    let guard = limits::admit(&req, &state, &params)?;
-    let result = grant(&req, &state, params, &guard).await;
-    guard.settle(&state, &result).await;
-    result
+    limits::guarded(&req, &state, payload, async |params, guard| {
+        grant(&req, &state, params, guard).await
+    })
+    .await
 }
 
 async fn grant(

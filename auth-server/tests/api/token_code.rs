@@ -28,6 +28,17 @@ fn spa_with_code() -> (TestApp, Client, String, String) {
     (app, client, code, verifier)
 }
 
+/// A second SPA with the same redirect URI as the first.
+fn other_spa(app: &TestApp) -> Client {
+    app.create_client(ClientRegistration {
+        name: "Other SPA".into(),
+        redirect_uris: vec!["http://127.0.0.1:5173/callback".into()],
+        first_party: true,
+        ..Default::default()
+    })
+    .0
+}
+
 fn families(app: &TestApp) -> i64 {
     app.sql_count("SELECT count(*) AS n FROM token_families")
 }
@@ -193,14 +204,7 @@ fn unknown_code_is_invalid_grant_and_a_missing_code_is_invalid_request() {
 #[test]
 fn code_issued_to_another_client_is_rejected_with_invalid_grant() {
     let (app, _, code, verifier) = spa_with_code();
-    let other = app
-        .create_client(ClientRegistration {
-            name: "Other SPA".into(),
-            redirect_uris: vec!["http://127.0.0.1:5173/callback".into()],
-            first_party: true,
-            ..Default::default()
-        })
-        .0;
+    let other = other_spa(&app);
     let reply = app.redeem_code(&other, None, &code, &verifier);
     assert_oauth_error(&reply, 400, "invalid_grant");
     assert_eq!(families(&app), 0);
@@ -211,14 +215,7 @@ fn code_issued_to_another_client_is_rejected_with_invalid_grant() {
 #[test]
 fn wrong_client_gets_invalid_grant_and_the_code_stays_usable() {
     let (app, client, code, verifier) = spa_with_code();
-    let other = app
-        .create_client(ClientRegistration {
-            name: "Other SPA".into(),
-            redirect_uris: vec!["http://127.0.0.1:5173/callback".into()],
-            first_party: true,
-            ..Default::default()
-        })
-        .0;
+    let other = other_spa(&app);
     let (web, secret) = web_client(&app);
     assert_oauth_error(
         &app.redeem_code(&other, None, &code, &verifier),
