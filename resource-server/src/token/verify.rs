@@ -264,18 +264,19 @@ pub fn verify(
     let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(0);
     let now = now.timestamp();
     let exp = number(claims, "exp").ok_or(VerifyError::Invalid("token has no expiry"))?;
-    if exp + leeway <= now {
+    // Saturating: a token can carry any i64 (found by the property tests).
+    if exp.saturating_add(leeway) <= now {
         return Err(VerifyError::Invalid("token has expired"));
     }
     let iat = number(claims, "iat").ok_or(VerifyError::Invalid("token has no issue time"))?;
-    if iat - leeway > now {
+    if iat.saturating_sub(leeway) > now {
         return Err(VerifyError::Invalid("token was issued in the future"));
     }
-    if exp - iat > i64::try_from(policy.max_lifetime.as_secs()).unwrap_or(i64::MAX) {
+    if exp.saturating_sub(iat) > i64::try_from(policy.max_lifetime.as_secs()).unwrap_or(i64::MAX) {
         return Err(VerifyError::Invalid("token lifetime is too long"));
     }
     if let Some(nbf) = number(claims, "nbf")
-        && nbf - leeway > now
+        && nbf.saturating_sub(leeway) > now
     {
         return Err(VerifyError::Invalid("token is not valid yet"));
     }
