@@ -138,14 +138,14 @@ fn member_name() -> impl Strategy<Value = String> {
 // ---------------------------------------------------------------------------
 // The JWT verifier.
 
-/// Numbers for time claims, short of the ones that overflow (see
+/// Numbers for time claims, the ones near `i64::MAX` included (see
 /// `an_expiry_near_i64_max_is_refused_without_a_panic`).
 fn time_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         (NOW - 100_000..NOW + 100_000).prop_map(Value::from),
-        (0..i64::MAX - LEEWAY).prop_map(Value::from),
-        (0.0..9.2e18f64).prop_map(Value::from),
-        json_value().prop_filter("overflows", |v| v.as_f64().is_none_or(|f| f < 9.2e18)),
+        any::<u64>().prop_map(Value::from),
+        (0.0..f64::MAX).prop_map(Value::from),
+        json_value(),
     ]
 }
 
