@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod db;
@@ -19,6 +20,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use clock::Clock;
 pub use secret::Secret;
 
 /// Why a server could not start; printed as one line before a non-zero exit.
