@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod client_credentials;
+pub mod code;
 pub mod engine;
 mod error;
 pub mod grants;
