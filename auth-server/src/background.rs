@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::web;
 use chrono::Utc;
 
-use crate::http::with_store;
 use crate::state::AppState;
 use crate::storage;
 use crate::storage::cleanup::{Lifetimes, Sweep};
@@ -37,7 +36,7 @@ pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> 
 /// Reloads signing keys and CORS origins, and deletes keys that are no
 /// longer published.
 pub async fn reload(state: &web::Data<AppState>) {
-    let rows = with_store(state, |store| storage::keys::load_all(store.conn)).await;
+    let rows = storage::run(&state.pool, |store| storage::keys::load_all(store.conn)).await;
     match rows {
         Ok(rows) => {
             let now = Utc::now();
@@ -46,7 +45,11 @@ pub async fn reload(state: &web::Data<AppState>) {
             }
             let expired = state.keys.snapshot().expired_kids(now);
             if !expired.is_empty() {
-                match with_store(state, move |store| storage::keys::delete(store.conn, &expired)).await {
+                match storage::run(&state.pool, move |store| {
+                    storage::keys::delete(store.conn, &expired)
+                })
+                .await
+                {
                     Ok(n) => tracing::info!(deleted = n, "retired signing keys removed"),
                     Err(e) => tracing::warn!(error = %e, "cannot remove retired signing keys"),
                 }
@@ -54,7 +57,7 @@ pub async fn reload(state: &web::Data<AppState>) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot reload signing keys"),
     }
-    if let Err(e) = crate::http::cors::reload(state).await {
+    if let Err(e) = state.cors.reload(&state.pool).await {
         tracing::warn!(error = %e, "cannot reload CORS origins");
     }
 }
@@ -72,7 +75,7 @@ pub async fn cleanup(state: &web::Data<AppState>, batch: i64) -> Vec<(Sweep, usi
         let mut total = 0;
         loop {
             let now = Utc::now();
-            let done = with_store(state, move |store| {
+            let done = storage::run(&state.pool, move |store| {
                 storage::cleanup::sweep_batch(store.conn, sweep, now, batch, lifetimes)
             })
             .await;

@@ -1,17 +1,25 @@
-//! A short-lived in-memory cache of registered clients. Client
+//! What this instance keeps in memory about registered clients: a
+//! short-lived cache of the clients themselves, and the CORS allow-list
+//! (the origins of public clients' redirect URIs, nobody else's).
+//!
+//! The client cache is short-lived. Client
 //! authentication is on the hottest path (client_credentials); with the
 //! cache a token request needs no database round trip. Entries expire after
 //! `TTL`, so a change made by another process (the CLI, another instance)
 //! is seen within that time. Nothing in the server itself changes clients
 //! today; code that does must drop the entry (`ClientCache::invalidate`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use oauth_common::db::PgPool;
+
+use crate::domain::RedirectUri;
 use crate::model::Client;
 use crate::protocol::StoreError;
 use crate::protocol::client_auth::ClientDirectory;
+use crate::storage;
 
 const TTL: Duration = Duration::from_secs(30);
 const CAPACITY: usize = 10_000;
@@ -81,5 +89,72 @@ impl<S: ClientDirectory + ?Sized> ClientDirectory for CachedClients<'_, S> {
             self.cache.put(client.clone());
         }
         Ok(found)
+    }
+}
+/// An origin we have not seen triggers a reload at most this often.
+const RELOAD_ON_MISS_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub struct CorsOrigins {
+    inner: RwLock<(HashSet<String>, Option<Instant>)>,
+}
+
+impl CorsOrigins {
+    fn contains(&self, origin: &str) -> bool {
+        match self.inner.read() {
+            Ok(guard) => guard.0.contains(origin),
+            Err(poisoned) => poisoned.into_inner().0.contains(origin),
+        }
+    }
+
+    /// Claims the right to reload now: true for at most one caller per
+    /// `RELOAD_ON_MISS_AFTER`, whether or not its reload then succeeds, so
+    /// made-up origins (or a database outage) cannot pile up reloads.
+    fn claim_reload(&self) -> bool {
+        let mut guard = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let due = guard.1.is_none_or(|at| at.elapsed() >= RELOAD_ON_MISS_AFTER);
+        if due {
+            guard.1 = Some(Instant::now());
+        }
+        due
+    }
+
+    /// Replaces the allow-list with the origins of these redirect URIs.
+    pub fn replace(&self, redirect_uris: &[String]) {
+        let origins = redirect_uris
+            .iter()
+            .filter_map(|u| RedirectUri::parse(u).ok())
+            .filter_map(|u| u.origin())
+            .collect();
+        match self.inner.write() {
+            Ok(mut guard) => *guard = (origins, Some(Instant::now())),
+            Err(poisoned) => *poisoned.into_inner() = (origins, Some(Instant::now())),
+        }
+    }
+}
+
+impl CorsOrigins {
+    /// Reloads the allow-list from the database.
+    pub async fn reload(&self, pool: &PgPool) -> Result<(), StoreError> {
+        let uris = storage::run(pool, |store| storage::clients::public_redirect_uris(store.conn)).await?;
+        self.replace(&uris);
+        Ok(())
+    }
+
+    /// Whether a browser at `origin` may call the CORS-enabled endpoints.
+    pub async fn allowed(&self, pool: &PgPool, origin: &str) -> bool {
+        if self.contains(origin) {
+            return true;
+        }
+        if self.claim_reload() {
+            if let Err(e) = self.reload(pool).await {
+                tracing::warn!(error = %e, "cannot reload CORS origins");
+            }
+            return self.contains(origin);
+        }
+        false
     }
 }

@@ -3,9 +3,11 @@
 //! environment. Names are the ones `INTERFACE.md` fixes; the extra knobs
 //! below are documented in `docs/configuration.md`.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use oauth_common::Secret;
 use oauth_common::config::{ConfigError, ConfigSource, KnownKeys, check_public_url, is_loopback};
 use oauth_common::telemetry::LogFormat;
@@ -73,7 +75,7 @@ pub struct Settings {
     pub key_reload_interval: Duration,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub limits: crate::limits::LimitSettings,
+    pub limits: LimitSettings,
     pub breached_passwords: crate::breached::BreachedPasswords,
 }
 
@@ -238,11 +240,9 @@ impl Settings {
                 .string("AUTH_DEFAULT_AUDIENCE")
                 .unwrap_or_else(|| "http://127.0.0.1:8081/api".to_owned()),
             key_reload_interval: seconds(source, "AUTH_KEY_RELOAD_INTERVAL", 30, 1..=60)?,
-            trusted_proxies: crate::http::client_ip::parse_trusted(
-                &source.string("AUTH_TRUSTED_PROXIES").unwrap_or_default(),
-            )
-            .map_err(|e| ConfigError(format!("AUTH_TRUSTED_PROXIES: {e}")))?,
-            limits: crate::limits::LimitSettings {
+            trusted_proxies: parse_trusted(&source.string("AUTH_TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| ConfigError(format!("AUTH_TRUSTED_PROXIES: {e}")))?,
+            limits: LimitSettings {
                 ip_failures: non_zero(source, "AUTH_IP_FAILURE_LIMIT", 20)?,
                 client_failures: non_zero(source, "AUTH_CLIENT_FAILURE_LIMIT", 100)?,
                 window: seconds(source, "AUTH_FAILURE_WINDOW", 60, 1..=DAY)?,
@@ -270,6 +270,43 @@ impl Settings {
             },
         })
     }
+}
+
+/// The failure and request limits' settings (`limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Failures per address in `window` before requests are refused.
+    pub ip_failures: std::num::NonZeroU32,
+    /// Failures per client (by `client_id`) in `window`.
+    pub client_failures: std::num::NonZeroU32,
+    pub window: std::time::Duration,
+    /// Requests per second per address at the JSON endpoints; `None`: off.
+    pub requests_per_ip: Option<std::num::NonZeroU32>,
+}
+
+/// Parses `AUTH_TRUSTED_PROXIES`: comma-separated IPs or CIDRs.
+pub fn parse_trusted(value: &str) -> Result<Vec<IpNet>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))
+                .and_then(|net| {
+                    // A prefix this wide trusts the whole internet to name
+                    // its own address.
+                    let widest = if net.addr().is_ipv4() { 8 } else { 32 };
+                    if net.prefix_len() < widest {
+                        Err(format!("{entry:?} is too wide to be a set of proxies"))
+                    } else {
+                        Ok(net)
+                    }
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod limits;
 pub mod model;
 pub mod pages;
+pub mod policy;
 pub mod protocol;
 pub mod registration;
 pub mod startup;

@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,17 +32,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::protocol::StoreError;
 use crate::storage::rate_limits::{self, Check};
 
-/// The limits' settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitSettings {
-    /// Failures per address in `window` before requests are refused.
-    pub ip_failures: NonZeroU32,
-    /// Failures per client (by `client_id`) in `window`.
-    pub client_failures: NonZeroU32,
-    pub window: std::time::Duration,
-    /// Requests per second per address at the JSON endpoints; `None`: off.
-    pub requests_per_ip: Option<NonZeroU32>,
-}
+pub use crate::config::LimitSettings;
 
 /// Whose failures a key counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,12 +6,11 @@ use oauth_common::db::PgPool;
 use oauth_common::metrics::Metrics;
 
 use crate::client_cache::ClientCache;
+use crate::client_cache::CorsOrigins;
 use crate::config::Settings;
 use crate::crypto::ServerKeys;
 use crate::domain::PasswordHash;
 use crate::hasher::PasswordVerifier;
-use crate::http::cookies::{self, CookieNames};
-use crate::http::cors::CorsOrigins;
 use crate::keys::KeyManager;
 use crate::limits::Limits;
 use crate::protocol::StoreError;
@@ -54,7 +53,7 @@ impl AppState {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
         let verifier = PasswordVerifier::start(threads, VERIFY_QUEUE)
             .map_err(|e| StoreError::Failed(format!("cannot start password threads: {e}")))?;
-        let metadata = crate::http::discovery::metadata_document(&settings.issuer).to_string();
+        let metadata = crate::protocol::metadata::metadata_document(settings.issuer.as_str()).to_string();
         let policy = TokenPolicy {
             issuer: settings.issuer.as_str().to_owned(),
             access_ttl: settings.access_token_ttl,
@@ -63,7 +62,7 @@ impl AppState {
             refresh_grace: settings.refresh_grace,
         };
         Ok(Self {
-            cookies: cookies::names(settings.issuer.is_https()),
+            cookies: cookie_names(settings.issuer.is_https()),
             settings,
             pool,
             keys,
@@ -85,4 +84,29 @@ fn dummy_hash() -> Result<PasswordHash, StoreError> {
     let username = crate::domain::Username::parse("dummy").map_err(StoreError::Failed)?;
     let password = crate::domain::Password::parse(&secret, &username).map_err(StoreError::Failed)?;
     PasswordHash::create(&password).map_err(StoreError::Failed)
+}
+
+/// Cookie names for this deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct CookieNames {
+    pub session: &'static str,
+    pub login: &'static str,
+    /// Marks a browser that signed in to an account before.
+    pub device: &'static str,
+}
+
+pub fn cookie_names(https: bool) -> CookieNames {
+    if https {
+        CookieNames {
+            session: "__Host-session",
+            login: "__Host-login",
+            device: "__Host-device",
+        }
+    } else {
+        CookieNames {
+            session: "session",
+            login: "login",
+            device: "device",
+        }
+    }
 }

@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::scope::Scope;
+use super::scope::{Scope, ScopeSet};
 
 /// A user's role; what each may receive is fixed by `INTERFACE.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,6 +70,11 @@ impl Roles {
         self.0.iter().any(|r| r.permits(scope))
     }
 
+    /// Keeps only the scopes these roles permit.
+    pub fn permitted(&self, scopes: &ScopeSet) -> ScopeSet {
+        scopes.iter().filter(|s| self.permit(*s)).collect()
+    }
+
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(|r| r.as_str().to_owned()).collect()
     }
@@ -94,5 +99,16 @@ mod tests {
             Roles::parse(&["admin", "user", "user"]).unwrap().to_strings(),
             ["user", "admin"]
         );
+    }
+
+    #[test]
+    fn scope_is_narrowed_by_role() {
+        let roles = Roles::parse(&["user"]).unwrap();
+        assert_eq!(
+            roles.permitted(&ScopeSet::all()).to_string(),
+            "profile notes:read notes:write"
+        );
+        let admin = Roles::parse(&["admin"]).unwrap();
+        assert_eq!(admin.permitted(&ScopeSet::all()), ScopeSet::all());
     }
 }

@@ -1,8 +1,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::role::Roles;
-
 /// A scope this system knows (`INTERFACE.md`, "Roles and scopes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
@@ -121,11 +119,6 @@ impl ScopeSet {
         Self(self.0.union(&other.0).copied().collect())
     }
 
-    /// Keeps only the scopes the roles permit.
-    pub fn permitted_for(&self, roles: &Roles) -> ScopeSet {
-        Self(self.0.iter().copied().filter(|s| roles.permit(*s)).collect())
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
         self.0.iter().copied()
     }
@@ -175,16 +168,5 @@ mod tests {
             ScopeSet::parse_known(&["admin", "profile"]).unwrap().to_string(),
             "profile admin"
         );
-    }
-
-    #[test]
-    fn scope_is_narrowed_by_role() {
-        let roles = Roles::parse(&["user"]).unwrap();
-        assert_eq!(
-            ScopeSet::all().permitted_for(&roles).to_string(),
-            "profile notes:read notes:write"
-        );
-        let admin = Roles::parse(&["admin"]).unwrap();
-        assert_eq!(ScopeSet::all().permitted_for(&admin), ScopeSet::all());
     }
 }

@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 
-use super::{find_session, pages, query_params, session_cookie, with_store};
+use super::{find_session, pages, query_params, session_cookie};
 use crate::audit::{self, Actor, Event};
 use crate::client_cache::CachedClients;
 use crate::domain::ScopeSet;
@@ -20,7 +20,7 @@ use crate::protocol::session::{CsrfPurpose, csrf_ok, csrf_token};
 use crate::protocol::{OAuthError, Params, StoreError};
 use crate::state::AppState;
 use crate::storage;
-use crate::storage::store::PgStore;
+use crate::storage::PgStore;
 
 enum View {
     /// An error the user sees here (bad client or redirect URI, expired
@@ -211,7 +211,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let params = query_params(&req);
     let raw_session = session_cookie(&req, &state);
     let st = state.clone();
-    let view = with_store(&state, move |store| {
+    let view = storage::run(&state.pool, move |store| {
         decide_view(&st, store, &params, raw_session.as_deref(), None, Utc::now())
     })
     .await;
@@ -242,7 +242,7 @@ pub async fn decide(req: HttpRequest, state: web::Data<AppState>, payload: web::
     };
     let raw_session = session_cookie(&req, &state);
     let st = state.clone();
-    let view = with_store(&state, move |store| {
+    let view = storage::run(&state.pool, move |store| {
         decide_view(
             &st,
             store,

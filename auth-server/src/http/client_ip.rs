@@ -10,30 +10,8 @@ use std::net::IpAddr;
 use actix_web::HttpRequest;
 use ipnet::IpNet;
 
-/// Parses `AUTH_TRUSTED_PROXIES`: comma-separated IPs or CIDRs.
-pub fn parse_trusted(value: &str) -> Result<Vec<IpNet>, String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|entry| {
-            entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))
-                .and_then(|net| {
-                    // A prefix this wide trusts the whole internet to name
-                    // its own address.
-                    let widest = if net.addr().is_ipv4() { 8 } else { 32 };
-                    if net.prefix_len() < widest {
-                        Err(format!("{entry:?} is too wide to be a set of proxies"))
-                    } else {
-                        Ok(net)
-                    }
-                })
-        })
-        .collect()
-}
+#[cfg(test)]
+use crate::config::parse_trusted;
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     let ip = canonical(ip);

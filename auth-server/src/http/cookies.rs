@@ -10,30 +10,7 @@
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 
-/// Cookie names for this deployment.
-#[derive(Debug, Clone, Copy)]
-pub struct CookieNames {
-    pub session: &'static str,
-    pub login: &'static str,
-    /// Marks a browser that signed in to an account before.
-    pub device: &'static str,
-}
-
-pub fn names(https: bool) -> CookieNames {
-    if https {
-        CookieNames {
-            session: "__Host-session",
-            login: "__Host-login",
-            device: "__Host-device",
-        }
-    } else {
-        CookieNames {
-            session: "session",
-            login: "login",
-            device: "device",
-        }
-    }
-}
+pub use crate::state::{CookieNames, cookie_names as names};
 
 fn base(name: &'static str, value: String) -> Cookie<'static> {
     Cookie::build(name, value)

@@ -1,35 +1,10 @@
-//! Authorization server metadata (RFC 8414) and the JWKS.
+//! Authorization server metadata (RFC 8414) and the JWKS, served from
+//! memory (the documents are `protocol::metadata`'s and `keys`').
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
 
-use crate::config::Issuer;
-use crate::domain::Scope;
 use crate::state::AppState;
-
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-
-/// The metadata document, computed once at start-up.
-pub fn metadata_document(issuer: &Issuer) -> Value {
-    json!({
-        "issuer": issuer.as_str(),
-        "authorization_endpoint": issuer.url("/authorize"),
-        "token_endpoint": issuer.url("/token"),
-        "jwks_uri": issuer.url(JWKS_PATH),
-        "introspection_endpoint": issuer.url("/introspect"),
-        "revocation_endpoint": issuer.url("/revoke"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "scopes_supported": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "authorization_response_iss_parameter_supported": true,
-    })
-}
 
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

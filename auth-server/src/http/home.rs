@@ -4,13 +4,13 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
-use super::{find_session, pages, session_cookie, with_store};
+use super::{find_session, pages, session_cookie};
 use crate::state::AppState;
 
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let raw = session_cookie(&req, &state);
     let idle = state.settings.session_idle_ttl;
-    let session = with_store(&state, move |store| {
+    let session = crate::storage::run(&state.pool, move |store| {
         find_session(store, raw.as_deref(), Utc::now(), idle)
     })
     .await;

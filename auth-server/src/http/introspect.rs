@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
 use super::token::{authenticated_client, token_and_hint};
-use super::{OAuthJson, limits, with_store};
+use super::{OAuthJson, limits};
 use crate::domain::ClientKind;
 use crate::protocol::introspect;
 use crate::protocol::{OAuthError, Params};
@@ -38,7 +38,7 @@ async fn answer(
     }
     let (token, hint) = token_and_hint(&params)?;
     let st = state.clone();
-    let answer = with_store(state, move |store| {
+    let answer = crate::storage::run(&state.pool, move |store| {
         let keys = st.keys.snapshot();
         introspect::introspect(
             &introspect::Request {

@@ -15,8 +15,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
+use super::OAuthJson;
 use super::client_ip::client_ip;
-use super::{OAuthJson, with_store};
 use crate::audit::{self, Actor, Event};
 use crate::limits::{self, Kind};
 use crate::protocol::{OAuthError, Params, client_auth};
@@ -85,7 +85,7 @@ pub async fn guarded(
     payload: web::Payload,
     answer: impl AsyncFnOnce(Params, &Guard) -> Result<HttpResponse, OAuthJson>,
 ) -> Result<HttpResponse, OAuthJson> {
-    let params = super::token::read_form(req, payload).await?;
+    let params = super::read_form(req, payload).await?;
     let guard = admit(req, state, &params)?;
     let result = answer(params, &guard).await;
     guard.settle(state, &result).await;
@@ -123,7 +123,7 @@ impl Guard {
         };
         let st = state.clone();
         let ip_key = self.ip_key.clone();
-        let recorded = with_store(state, move |store| {
+        let recorded = crate::storage::run(&state.pool, move |store| {
             let now = Utc::now();
             st.limits
                 .record_failure(store.conn, Kind::Address, &ip_key, now)?;

@@ -14,7 +14,7 @@ use chrono::Utc;
 
 use super::client_ip::client_ip;
 use super::pages::unavailable;
-use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
+use super::{cookies, find_session, pages, query_params, session_cookie};
 use crate::audit::{self, Actor, Event};
 use crate::client_cache::CachedClients;
 use crate::crypto;
@@ -55,7 +55,7 @@ struct Context {
 
 fn context(
     state: &AppState,
-    store: &mut crate::storage::store::PgStore<'_>,
+    store: &mut crate::storage::PgStore<'_>,
     return_to: &str,
 ) -> Result<Context, StoreError> {
     let Some(query) = return_to.strip_prefix("/authorize?") else {
@@ -143,7 +143,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let raw_session = session_cookie(&req, &state);
     let st = state.clone();
     let target = return_to.clone();
-    let looked_up = with_store(&state, move |store| {
+    let looked_up = storage::run(&state.pool, move |store| {
         let session = find_session(
             store,
             raw_session.as_deref(),
@@ -282,7 +282,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     let login_name = username.clone();
     let reserved_key = key.clone();
     let limit_key = ip_key.clone();
-    let looked_up = with_store(&state, move |store| {
+    let looked_up = storage::run(&state.pool, move |store| {
         let context = context(&st, store, &target)?;
         if !csrf_valid {
             return Ok((context, Gate::Forged));
@@ -414,7 +414,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     let expires_at = now
         + chrono::Duration::from_std(state.settings.session_absolute_ttl).unwrap_or(chrono::Duration::MAX);
     let user_id = user.id;
-    let created = with_store(&state, move |store| {
+    let created = storage::run(&state.pool, move |store| {
         storage::throttle::clear(store.conn, &key)?;
         store.create_session(&session_hash, user_id, now, expires_at)?;
         if let Some(old) = old_session {
@@ -446,7 +446,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
 /// instance). A store failure is logged: the answer is already decided.
 async fn record_address_failure(state: &web::Data<AppState>, ip_key: String) {
     let st = state.clone();
-    let recorded = with_store(state, move |store| {
+    let recorded = storage::run(&state.pool, move |store| {
         st.limits
             .record_failure(store.conn, Kind::Address, &ip_key, Utc::now())
     })

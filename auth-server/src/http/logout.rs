@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use diesel::Connection as _;
 
-use super::{cookies, find_session, pages, query_params, session_cookie, with_store};
+use super::{cookies, find_session, pages, query_params, session_cookie};
 use crate::audit::{self, Actor, Event};
 use crate::client_cache::CachedClients;
 use crate::crypto;
@@ -23,7 +23,7 @@ use crate::storage;
 /// The validated place to go after logout, with `state` appended.
 fn destination(
     state: &AppState,
-    store: &mut crate::storage::store::PgStore<'_>,
+    store: &mut crate::storage::PgStore<'_>,
     params: &Params,
 ) -> Result<Option<String>, StoreError> {
     let (Some(uri), Some(client_id)) = (params.get("post_logout_redirect_uri"), params.get("client_id"))
@@ -62,7 +62,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let raw = session_cookie(&req, &state);
     let st = state.clone();
     let lookup = raw.clone();
-    let found = with_store(&state, move |store| {
+    let found = storage::run(&state.pool, move |store| {
         let session = find_session(store, lookup.as_deref(), Utc::now(), st.settings.session_idle_ttl)?;
         Ok((session, destination(&st, store, &params)?))
     })
@@ -135,7 +135,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     let st = state.clone();
     let ip = super::client_ip::client_ip(&req, &state.settings.trusted_proxies);
     let ended = raw.is_some();
-    let done = with_store(&state, move |store| {
+    let done = storage::run(&state.pool, move |store| {
         let mut revoked = 0;
         if let Some(raw) = raw {
             let hash = crypto::token_hash(&raw);

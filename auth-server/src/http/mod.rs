@@ -19,7 +19,6 @@ mod token;
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
-use oauth_common::db;
 
 pub use error::OAuthJson;
 
@@ -27,7 +26,7 @@ use crate::crypto;
 use crate::protocol::session::{Session, SessionStore as _};
 use crate::protocol::{Params, StoreError};
 use crate::state::AppState;
-use crate::storage::store::PgStore;
+use crate::storage::PgStore;
 
 /// Largest form body the protocol endpoints read.
 const FORM_LIMIT: usize = 16 * 1024;
@@ -66,7 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(discovery::metadata)),
         )
         .service(
-            web::resource(discovery::JWKS_PATH)
+            web::resource(crate::protocol::metadata::JWKS_PATH)
                 .wrap(from_fn(cors::cors))
                 .route(web::get().to(discovery::jwks)),
         );
@@ -82,23 +81,6 @@ async fn method_not_allowed() -> actix_web::HttpResponse {
             "error": "invalid_request",
             "error_description": "use POST",
         }))
-}
-
-/// Runs `f` with a store on the blocking pool.
-pub async fn with_store<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, StoreError>
-where
-    F: FnOnce(&mut PgStore<'_>) -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    let pool = state.pool.clone();
-    db::blocking(move || {
-        let mut conn = pool
-            .get_timeout(db::CHECKOUT_TIMEOUT)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let mut store = PgStore::new(&mut conn);
-        f(&mut store)
-    })
-    .await
 }
 
 /// The query string as parameters.
@@ -129,6 +111,27 @@ pub async fn read_body(mut payload: web::Payload) -> Option<web::Bytes> {
         body.extend_from_slice(&chunk);
     }
     Some(body.freeze())
+}
+
+/// Reads a protocol request's form body (RFC 6749 section 3.2: POST,
+/// `application/x-www-form-urlencoded`, at most `FORM_LIMIT` bytes).
+pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Params, OAuthJson> {
+    let body = read_body(payload)
+        .await
+        .ok_or(crate::protocol::OAuthError::InvalidRequest(
+            "the request body is too large",
+        ))?;
+    if !is_form(req) {
+        return Err(crate::protocol::OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded",
+        )
+        .into());
+    }
+    Ok(
+        form_params(&body).ok_or(crate::protocol::OAuthError::InvalidRequest(
+            "the body is not valid UTF-8",
+        ))?,
+    )
 }
 
 /// The form of a page post; a body over the limit gets a 413 page.

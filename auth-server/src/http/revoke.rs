@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
 use super::token::{authenticated_client, token_and_hint};
-use super::{OAuthJson, limits, with_store};
+use super::{OAuthJson, limits};
 use crate::audit::{self, Event};
 use crate::protocol::Params;
 use crate::protocol::revoke::{self, Revoked};
@@ -33,7 +33,7 @@ async fn answer(
     let client_id = client.client_id.clone();
     let (token, hint) = token_and_hint(&params)?;
     let st = state.clone();
-    let revoked = with_store(state, move |store| {
+    let revoked = crate::storage::run(&state.pool, move |store| {
         let keys = st.keys.snapshot();
         revoke::revoke(
             &token,

@@ -7,8 +7,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 
+use super::OAuthJson;
 use super::limits::{self, Guard};
-use super::{OAuthJson, form_params, is_form, with_store};
 use crate::audit::{self, Event};
 use crate::domain::GrantType;
 use crate::model::Client;
@@ -29,20 +29,8 @@ pub async fn load_client(
         return Ok(Some(client));
     }
     let id = client_id.to_owned();
-    let found = with_store(state, move |store| store.client(&id)).await?;
+    let found = crate::storage::run(&state.pool, move |store| store.client(&id)).await?;
     Ok(found.map(|c| state.clients.put(c)))
-}
-
-/// Reads a protocol request's form body (RFC 6749 section 3.2: POST,
-/// `application/x-www-form-urlencoded`, at most `FORM_LIMIT` bytes).
-pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Params, OAuthJson> {
-    let body = super::read_body(payload)
-        .await
-        .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
-    if !is_form(req) {
-        return Err(OAuthError::InvalidRequest("the body must be application/x-www-form-urlencoded").into());
-    }
-    Ok(form_params(&body).ok_or(OAuthError::InvalidRequest("the body is not valid UTF-8"))?)
 }
 
 /// The `token` and `token_type_hint` of an introspection or revocation
@@ -122,7 +110,7 @@ async fn grant(
     let response = match grant {
         GrantType::AuthorizationCode => {
             let st = state.clone();
-            with_store(state, move |store| {
+            crate::storage::run(&state.pool, move |store| {
                 let signer = st.keys.snapshot();
                 // One transaction: the code stays locked until the tokens
                 // are stored, so a replay arriving meanwhile waits and then
@@ -146,7 +134,7 @@ async fn grant(
         GrantType::RefreshToken => {
             let st = state.clone();
             let client_id = client.client_id.clone();
-            let outcome = with_store(state, move |store| {
+            let outcome = crate::storage::run(&state.pool, move |store| {
                 let signer = st.keys.snapshot();
                 refresh::refresh(
                     &RefreshRequest {

@@ -95,7 +95,7 @@ fn pkce_refusal(challenge: &str, verifier: Option<&str>) -> Option<&'static str>
 /// changed since the code was issued, and a deleted user gets nothing.
 pub fn redeemable_scope(stored: &StoredCode, user: Option<&User>) -> Result<ScopeSet, OAuthError> {
     let user = user.ok_or(OAuthError::InvalidGrant("the user no longer exists"))?;
-    let scope = stored.scope.permitted_for(&user.roles);
+    let scope = user.roles.permitted(&stored.scope);
     if scope.is_empty() {
         return Err(OAuthError::InvalidGrant("the user may no longer have this scope"));
     }
@@ -143,13 +143,22 @@ mod tests {
 
     #[test]
     fn a_fresh_code_with_the_right_verifier_is_redeemed() {
-        assert_eq!(judge(Consumed::Fresh(stored()), presented()), Verdict::Redeem(stored()));
+        assert_eq!(
+            judge(Consumed::Fresh(stored()), presented()),
+            Verdict::Redeem(stored())
+        );
     }
 
     #[test]
     fn unknown_and_expired_codes_are_invalid_grant() {
-        assert_eq!(refusal(judge(Consumed::Unknown, presented())), "the authorization code is invalid");
-        assert_eq!(refusal(judge(Consumed::Expired, presented())), "the authorization code has expired");
+        assert_eq!(
+            refusal(judge(Consumed::Unknown, presented())),
+            "the authorization code is invalid"
+        );
+        assert_eq!(
+            refusal(judge(Consumed::Expired, presented())),
+            "the authorization code has expired"
+        );
     }
 
     #[test]
@@ -178,7 +187,11 @@ mod tests {
 
     #[test]
     fn redirect_uri_must_match_exactly() {
-        for given in [Some("https://app.example/cb/"), Some("https://APP.example/cb"), None] {
+        for given in [
+            Some("https://app.example/cb/"),
+            Some("https://APP.example/cb"),
+            None,
+        ] {
             let request = Presented {
                 redirect_uri: given,
                 ..presented()
@@ -201,7 +214,10 @@ mod tests {
             redirect_uri: None,
             ..presented()
         };
-        assert!(matches!(judge(Consumed::Fresh(code), request), Verdict::Redeem(_)));
+        assert!(matches!(
+            judge(Consumed::Fresh(code), request),
+            Verdict::Redeem(_)
+        ));
     }
 
     #[test]
@@ -218,7 +234,10 @@ mod tests {
             code_verifier: None,
             ..presented()
         };
-        assert_eq!(refusal(judge(Consumed::Fresh(stored()), missing)), "code_verifier is required");
+        assert_eq!(
+            refusal(judge(Consumed::Fresh(stored()), missing)),
+            "code_verifier is required"
+        );
         let no_challenge = StoredCode {
             code_challenge: String::new(),
             ..stored()

@@ -10,6 +10,7 @@ pub mod engine;
 mod error;
 pub mod grants;
 pub mod introspect;
+pub mod metadata;
 mod params;
 pub mod pkce;
 pub mod refresh;

@@ -17,7 +17,7 @@ pub fn grant(
     let wanted = requested.unwrap_or(client_allowed);
     let mut granted = wanted.intersection(client_allowed);
     if let Some(roles) = roles {
-        granted = granted.permitted_for(roles);
+        granted = roles.permitted(&granted);
     }
     if granted.is_empty() {
         return Err(OAuthError::InvalidScope(

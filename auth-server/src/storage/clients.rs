@@ -3,10 +3,12 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
+use super::PgStore;
 use super::schema::clients;
 use crate::domain::{ClientKind, GrantType, RedirectUri, ScopeSet};
 use crate::model::Client;
 use crate::protocol::StoreError;
+use crate::protocol::client_auth::ClientDirectory;
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = clients, check_for_backend(diesel::pg::Pg))]
@@ -120,4 +122,10 @@ pub fn raw_secret_hash(conn: &mut PgConnection, client_id: &str) -> Result<Optio
         .first::<Option<Vec<u8>>>(conn)
         .optional()?
         .flatten())
+}
+
+impl ClientDirectory for PgStore<'_> {
+    fn client(&mut self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        find(self.conn, client_id)
+    }
 }

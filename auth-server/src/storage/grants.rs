@@ -1,15 +1,23 @@
-//! `authorization_codes`, `token_families`, `refresh_tokens` and
-//! `revoked_access_tokens`.
+//! The grants aggregate: `authorization_codes`, `token_families`,
+//! `refresh_tokens` and `revoked_access_tokens`. Its queries are the
+//! bodies of the protocol's grant store traits (`CodeStore`,
+//! `FamilyStore`, `RefreshStore`, `IntrospectionStore`, `RevocationStore`),
+//! plus the session-wide operations logout and sign-in need.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::PgStore;
 use super::schema::{authorization_codes, refresh_tokens, revoked_access_tokens, token_families};
 use crate::domain::ScopeSet;
 use crate::protocol::StoreError;
-use crate::protocol::grants::{Consumed, NewCode, NewFamily, NewRefreshToken, RevocationReason, StoredCode};
-use crate::protocol::refresh::Spend;
+use crate::protocol::grants::{
+    CodeStore, Consumed, FamilyStore, NewCode, NewFamily, NewRefreshToken, RevocationReason, StoredCode,
+};
+use crate::protocol::introspect::IntrospectionStore;
+use crate::protocol::refresh::{RefreshStore, Spend};
+use crate::protocol::revoke::RevocationStore;
 
 #[derive(Insertable)]
 #[diesel(table_name = authorization_codes)]
@@ -41,31 +49,6 @@ struct CodeRow {
     expires_at: DateTime<Utc>,
 }
 
-/// Stores a code. A code bound to a browser session is stored only while
-/// that session exists, holding a key-share lock on its row until the code
-/// is in: a logout deletes the session row first, so it either waits for
-/// this code (and then expires it) or has ended the session, and the code
-/// is refused. No code outlives the logout of the session that approved it.
-pub fn insert_code(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreError> {
-    conn.transaction(|conn| {
-        if let Some(session) = code.session_hash.as_deref() {
-            use super::schema::browser_sessions;
-            let live: Option<Vec<u8>> = browser_sessions::table
-                .filter(browser_sessions::id_hash.eq(session))
-                .select(browser_sessions::id_hash)
-                .for_key_share()
-                .first(conn)
-                .optional()?;
-            if live.is_none() {
-                return Err(StoreError::Failed(
-                    "the browser session ended before the code was stored".into(),
-                ));
-            }
-        }
-        insert_code_row(conn, code)
-    })
-}
-
 fn insert_code_row(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreError> {
     diesel::insert_into(authorization_codes::table)
         .values(&CodeInsert {
@@ -85,54 +68,6 @@ fn insert_code_row(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreE
     Ok(())
 }
 
-/// Marks the code used in one statement, so two concurrent exchanges
-/// cannot both succeed. Only `client_id`'s own code is consumed: another
-/// client presenting it changes nothing (and learns nothing).
-pub fn consume_code(
-    conn: &mut PgConnection,
-    code_hash: &[u8],
-    client_id: &str,
-    now: DateTime<Utc>,
-) -> Result<Consumed, StoreError> {
-    let row: Option<CodeRow> = diesel::update(
-        authorization_codes::table
-            .filter(authorization_codes::code_hash.eq(code_hash))
-            .filter(authorization_codes::client_id.eq(client_id))
-            .filter(authorization_codes::used_at.is_null()),
-    )
-    .set(authorization_codes::used_at.eq(Some(now)))
-    .returning(CodeRow::as_returning())
-    .get_result(conn)
-    .optional()?;
-    match row {
-        Some(row) if row.expires_at > now => Ok(Consumed::Fresh(StoredCode {
-            scope: ScopeSet::parse_known(&row.scopes).map_err(StoreError::Failed)?,
-            client_id: row.client_id,
-            user_id: row.user_id,
-            session_hash: row.session_hash,
-            redirect_uri: row.redirect_uri,
-            redirect_uri_given: row.redirect_uri_given,
-            code_challenge: row.code_challenge,
-            family_id: row.family_id,
-            expires_at: row.expires_at,
-        })),
-        Some(_) => Ok(Consumed::Expired),
-        None => {
-            let family: Option<Uuid> = authorization_codes::table
-                .filter(authorization_codes::code_hash.eq(code_hash))
-                .filter(authorization_codes::client_id.eq(client_id))
-                .filter(authorization_codes::used_at.is_not_null())
-                .select(authorization_codes::family_id)
-                .first(conn)
-                .optional()?;
-            Ok(match family {
-                Some(family_id) => Consumed::Replayed { family_id },
-                None => Consumed::Unknown,
-            })
-        }
-    }
-}
-
 #[derive(Insertable)]
 #[diesel(table_name = token_families)]
 struct FamilyInsert<'a> {
@@ -145,21 +80,6 @@ struct FamilyInsert<'a> {
     expires_at: DateTime<Utc>,
 }
 
-pub fn create_family(conn: &mut PgConnection, family: &NewFamily) -> Result<(), StoreError> {
-    diesel::insert_into(token_families::table)
-        .values(&FamilyInsert {
-            id: family.id,
-            client_id: &family.client_id,
-            user_id: family.user_id,
-            session_hash: family.session_hash.as_deref(),
-            scopes: family.scope.to_strings(),
-            created_at: family.created_at,
-            expires_at: family.expires_at,
-        })
-        .execute(conn)?;
-    Ok(())
-}
-
 #[derive(Insertable)]
 #[diesel(table_name = refresh_tokens)]
 struct RefreshInsert<'a> {
@@ -168,53 +88,6 @@ struct RefreshInsert<'a> {
     client_id: &'a str,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
-}
-
-pub fn insert_refresh_token(conn: &mut PgConnection, token: &NewRefreshToken) -> Result<(), StoreError> {
-    diesel::insert_into(refresh_tokens::table)
-        .values(&RefreshInsert {
-            token_hash: &token.token_hash,
-            family_id: token.family_id,
-            client_id: &token.client_id,
-            created_at: token.created_at,
-            expires_at: token.expires_at,
-        })
-        .execute(conn)?;
-    Ok(())
-}
-
-pub fn revoke_family(
-    conn: &mut PgConnection,
-    family_id: Uuid,
-    reason: RevocationReason,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    diesel::update(
-        token_families::table
-            .filter(token_families::id.eq(family_id))
-            .filter(token_families::revoked_at.is_null()),
-    )
-    .set((
-        token_families::revoked_at.eq(Some(now)),
-        token_families::revoked_reason.eq(Some(reason.as_str())),
-    ))
-    .execute(conn)?;
-    Ok(())
-}
-
-pub fn revoke_access_token(
-    conn: &mut PgConnection,
-    jti: Uuid,
-    expires_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    diesel::insert_into(revoked_access_tokens::table)
-        .values((
-            revoked_access_tokens::jti.eq(jti),
-            revoked_access_tokens::expires_at.eq(expires_at),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)?;
-    Ok(())
 }
 
 #[derive(QueryableByName)]
@@ -389,166 +262,6 @@ fn refresh_record(
     .transpose()
 }
 
-pub fn read_refresh_token(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
-    refresh_record(conn, token_hash, false)
-}
-
-pub fn lock_refresh_token(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
-    refresh_record(conn, token_hash, true)
-}
-
-/// Spends the token and inserts its successor in one statement (so one
-/// implicit transaction and one round trip); false when the token was no
-/// longer spendable.
-pub fn claim_and_rotate(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-    client_id: &str,
-    spend: &Spend<'_>,
-    successor: &NewRefreshToken,
-) -> Result<bool, StoreError> {
-    let inserted = prepared::ClaimAndRotate {
-        token_hash,
-        now: spend.now,
-        sealed: spend.successor_sealed,
-        grace_until: spend.grace_until,
-        client_id,
-        successor_hash: &successor.token_hash,
-        successor_expires_at: successor.expires_at,
-        request: spend.request,
-    }
-    .execute(conn)?;
-    Ok(inserted == 1)
-}
-
-pub fn mark_spent(conn: &mut PgConnection, token_hash: &[u8], spend: &Spend<'_>) -> Result<(), StoreError> {
-    let updated = diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::token_hash.eq(token_hash))
-            .filter(refresh_tokens::used_at.is_null()),
-    )
-    .set((
-        refresh_tokens::used_at.eq(Some(spend.now)),
-        refresh_tokens::successor_sealed.eq(Some(spend.successor_sealed)),
-        refresh_tokens::grace_until.eq(Some(spend.grace_until)),
-        refresh_tokens::spent_request.eq(Some(spend.request)),
-    ))
-    .execute(conn)?;
-    if updated != 1 {
-        // Cannot happen under the row lock; refuse rather than fork a chain.
-        return Err(StoreError::Failed("refresh token was spent concurrently".into()));
-    }
-    Ok(())
-}
-
-/// The refresh token's family and client, for revocation.
-pub fn refresh_token_owner(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-) -> Result<Option<(Uuid, String)>, StoreError> {
-    Ok(refresh_tokens::table
-        .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((refresh_tokens::family_id, refresh_tokens::client_id))
-        .first(conn)
-        .optional()?)
-}
-
-pub fn refresh_token_info(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-) -> Result<Option<crate::protocol::introspect::RefreshInfo>, StoreError> {
-    use super::schema::{clients, users};
-    type Row = (
-        String,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Uuid,
-        String,
-        Vec<String>,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Vec<String>,
-    );
-    let row: Option<Row> = refresh_tokens::table
-        .inner_join(
-            token_families::table
-                .inner_join(users::table)
-                .inner_join(clients::table),
-        )
-        .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((
-            refresh_tokens::client_id,
-            refresh_tokens::created_at,
-            refresh_tokens::expires_at,
-            refresh_tokens::used_at,
-            users::id,
-            users::username,
-            token_families::scopes,
-            token_families::expires_at,
-            token_families::revoked_at,
-            clients::audiences,
-        ))
-        .first(conn)
-        .optional()?;
-    row.map(
-        |(
-            client_id,
-            created_at,
-            expires_at,
-            used_at,
-            user_id,
-            username,
-            scopes,
-            family_expires_at,
-            revoked_at,
-            audiences,
-        )| {
-            Ok(crate::protocol::introspect::RefreshInfo {
-                client_id,
-                audiences,
-                user_id,
-                username,
-                scope: ScopeSet::parse_known(&scopes).map_err(StoreError::Failed)?,
-                created_at,
-                expires_at,
-                used: used_at.is_some(),
-                family_revoked: revoked_at.is_some(),
-                family_expires_at,
-            })
-        },
-    )
-    .transpose()
-}
-
-/// Whether an access token is revoked by `jti` or through its family (a
-/// family that no longer exists counts as revoked).
-pub fn access_token_revoked(
-    conn: &mut PgConnection,
-    jti: Uuid,
-    family: Option<Uuid>,
-) -> Result<bool, StoreError> {
-    let by_jti = revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq(jti));
-    match family {
-        None => Ok(diesel::select(diesel::dsl::exists(by_jti)).get_result(conn)?),
-        Some(family) => {
-            let live_family = token_families::table
-                .filter(token_families::id.eq(family))
-                .filter(token_families::revoked_at.is_null());
-            let (revoked, live): (bool, bool) =
-                diesel::select((diesel::dsl::exists(by_jti), diesel::dsl::exists(live_family)))
-                    .get_result(conn)?;
-            Ok(revoked || !live)
-        }
-    }
-}
-
 /// Revokes every family the browser session produced (logout).
 pub fn revoke_session_families(
     conn: &mut PgConnection,
@@ -605,4 +318,318 @@ pub fn rebind_session(conn: &mut PgConnection, old_hash: &[u8], new_hash: &[u8])
     .set(token_families::session_hash.eq(new_hash))
     .execute(conn)?;
     Ok(())
+}
+
+impl CodeStore for PgStore<'_> {
+    /// Stores a code. A code bound to a browser session is stored only while
+    /// that session exists, holding a key-share lock on its row until the code
+    /// is in: a logout deletes the session row first, so it either waits for
+    /// this code (and then expires it) or has ended the session, and the code
+    /// is refused. No code outlives the logout of the session that approved it.
+    fn insert_code(&mut self, code: &NewCode) -> Result<(), StoreError> {
+        let conn = &mut *self.conn;
+        conn.transaction(|conn| {
+            if let Some(session) = code.session_hash.as_deref() {
+                use super::schema::browser_sessions;
+                let live: Option<Vec<u8>> = browser_sessions::table
+                    .filter(browser_sessions::id_hash.eq(session))
+                    .select(browser_sessions::id_hash)
+                    .for_key_share()
+                    .first(conn)
+                    .optional()?;
+                if live.is_none() {
+                    return Err(StoreError::Failed(
+                        "the browser session ended before the code was stored".into(),
+                    ));
+                }
+            }
+            insert_code_row(conn, code)
+        })
+    }
+
+    /// Marks the code used in one statement, so two concurrent exchanges
+    /// cannot both succeed. Only `client_id`'s own code is consumed: another
+    /// client presenting it changes nothing (and learns nothing).
+    fn consume_code(
+        &mut self,
+        code_hash: &[u8],
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Consumed, StoreError> {
+        let conn = &mut *self.conn;
+        let row: Option<CodeRow> = diesel::update(
+            authorization_codes::table
+                .filter(authorization_codes::code_hash.eq(code_hash))
+                .filter(authorization_codes::client_id.eq(client_id))
+                .filter(authorization_codes::used_at.is_null()),
+        )
+        .set(authorization_codes::used_at.eq(Some(now)))
+        .returning(CodeRow::as_returning())
+        .get_result(conn)
+        .optional()?;
+        match row {
+            Some(row) if row.expires_at > now => Ok(Consumed::Fresh(StoredCode {
+                scope: ScopeSet::parse_known(&row.scopes).map_err(StoreError::Failed)?,
+                client_id: row.client_id,
+                user_id: row.user_id,
+                session_hash: row.session_hash,
+                redirect_uri: row.redirect_uri,
+                redirect_uri_given: row.redirect_uri_given,
+                code_challenge: row.code_challenge,
+                family_id: row.family_id,
+                expires_at: row.expires_at,
+            })),
+            Some(_) => Ok(Consumed::Expired),
+            None => {
+                let family: Option<Uuid> = authorization_codes::table
+                    .filter(authorization_codes::code_hash.eq(code_hash))
+                    .filter(authorization_codes::client_id.eq(client_id))
+                    .filter(authorization_codes::used_at.is_not_null())
+                    .select(authorization_codes::family_id)
+                    .first(conn)
+                    .optional()?;
+                Ok(match family {
+                    Some(family_id) => Consumed::Replayed { family_id },
+                    None => Consumed::Unknown,
+                })
+            }
+        }
+    }
+}
+
+impl FamilyStore for PgStore<'_> {
+    fn create_family(&mut self, family: &NewFamily) -> Result<(), StoreError> {
+        let conn = &mut *self.conn;
+        diesel::insert_into(token_families::table)
+            .values(&FamilyInsert {
+                id: family.id,
+                client_id: &family.client_id,
+                user_id: family.user_id,
+                session_hash: family.session_hash.as_deref(),
+                scopes: family.scope.to_strings(),
+                created_at: family.created_at,
+                expires_at: family.expires_at,
+            })
+            .execute(conn)?;
+        Ok(())
+    }
+
+    fn insert_refresh_token(&mut self, token: &NewRefreshToken) -> Result<(), StoreError> {
+        let conn = &mut *self.conn;
+        diesel::insert_into(refresh_tokens::table)
+            .values(&RefreshInsert {
+                token_hash: &token.token_hash,
+                family_id: token.family_id,
+                client_id: &token.client_id,
+                created_at: token.created_at,
+                expires_at: token.expires_at,
+            })
+            .execute(conn)?;
+        Ok(())
+    }
+
+    fn revoke_family(
+        &mut self,
+        family_id: Uuid,
+        reason: RevocationReason,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let conn = &mut *self.conn;
+        diesel::update(
+            token_families::table
+                .filter(token_families::id.eq(family_id))
+                .filter(token_families::revoked_at.is_null()),
+        )
+        .set((
+            token_families::revoked_at.eq(Some(now)),
+            token_families::revoked_reason.eq(Some(reason.as_str())),
+        ))
+        .execute(conn)?;
+        Ok(())
+    }
+}
+
+impl RefreshStore for PgStore<'_> {
+    fn in_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transaction(f)
+    }
+
+    fn read_refresh_token(
+        &mut self,
+        token_hash: &[u8],
+    ) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
+        let conn = &mut *self.conn;
+        refresh_record(conn, token_hash, false)
+    }
+
+    fn lock_refresh_token(
+        &mut self,
+        token_hash: &[u8],
+    ) -> Result<Option<crate::protocol::refresh::RefreshRecord>, StoreError> {
+        let conn = &mut *self.conn;
+        refresh_record(conn, token_hash, true)
+    }
+
+    /// Spends the token and inserts its successor in one statement (so one
+    /// implicit transaction and one round trip); false when the token was no
+    /// longer spendable.
+    fn claim_and_rotate(
+        &mut self,
+        token_hash: &[u8],
+        client_id: &str,
+        spend: &Spend<'_>,
+        successor: &NewRefreshToken,
+    ) -> Result<bool, StoreError> {
+        let conn = &mut *self.conn;
+        let inserted = prepared::ClaimAndRotate {
+            token_hash,
+            now: spend.now,
+            sealed: spend.successor_sealed,
+            grace_until: spend.grace_until,
+            client_id,
+            successor_hash: &successor.token_hash,
+            successor_expires_at: successor.expires_at,
+            request: spend.request,
+        }
+        .execute(conn)?;
+        Ok(inserted == 1)
+    }
+
+    fn mark_spent(&mut self, token_hash: &[u8], spend: &Spend<'_>) -> Result<(), StoreError> {
+        let conn = &mut *self.conn;
+        let updated = diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::token_hash.eq(token_hash))
+                .filter(refresh_tokens::used_at.is_null()),
+        )
+        .set((
+            refresh_tokens::used_at.eq(Some(spend.now)),
+            refresh_tokens::successor_sealed.eq(Some(spend.successor_sealed)),
+            refresh_tokens::grace_until.eq(Some(spend.grace_until)),
+            refresh_tokens::spent_request.eq(Some(spend.request)),
+        ))
+        .execute(conn)?;
+        if updated != 1 {
+            // Cannot happen under the row lock; refuse rather than fork a chain.
+            return Err(StoreError::Failed("refresh token was spent concurrently".into()));
+        }
+        Ok(())
+    }
+}
+
+impl IntrospectionStore for PgStore<'_> {
+    /// Whether an access token is revoked by `jti` or through its family (a
+    /// family that no longer exists counts as revoked).
+    fn access_token_revoked(&mut self, jti: Uuid, family: Option<Uuid>) -> Result<bool, StoreError> {
+        let conn = &mut *self.conn;
+        let by_jti = revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq(jti));
+        match family {
+            None => Ok(diesel::select(diesel::dsl::exists(by_jti)).get_result(conn)?),
+            Some(family) => {
+                let live_family = token_families::table
+                    .filter(token_families::id.eq(family))
+                    .filter(token_families::revoked_at.is_null());
+                let (revoked, live): (bool, bool) =
+                    diesel::select((diesel::dsl::exists(by_jti), diesel::dsl::exists(live_family)))
+                        .get_result(conn)?;
+                Ok(revoked || !live)
+            }
+        }
+    }
+
+    fn refresh_token_info(
+        &mut self,
+        token_hash: &[u8],
+    ) -> Result<Option<crate::protocol::introspect::RefreshInfo>, StoreError> {
+        let conn = &mut *self.conn;
+        use super::schema::{clients, users};
+        type Row = (
+            String,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Uuid,
+            String,
+            Vec<String>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Vec<String>,
+        );
+        let row: Option<Row> = refresh_tokens::table
+            .inner_join(
+                token_families::table
+                    .inner_join(users::table)
+                    .inner_join(clients::table),
+            )
+            .filter(refresh_tokens::token_hash.eq(token_hash))
+            .select((
+                refresh_tokens::client_id,
+                refresh_tokens::created_at,
+                refresh_tokens::expires_at,
+                refresh_tokens::used_at,
+                users::id,
+                users::username,
+                token_families::scopes,
+                token_families::expires_at,
+                token_families::revoked_at,
+                clients::audiences,
+            ))
+            .first(conn)
+            .optional()?;
+        row.map(
+            |(
+                client_id,
+                created_at,
+                expires_at,
+                used_at,
+                user_id,
+                username,
+                scopes,
+                family_expires_at,
+                revoked_at,
+                audiences,
+            )| {
+                Ok(crate::protocol::introspect::RefreshInfo {
+                    client_id,
+                    audiences,
+                    user_id,
+                    username,
+                    scope: ScopeSet::parse_known(&scopes).map_err(StoreError::Failed)?,
+                    created_at,
+                    expires_at,
+                    used: used_at.is_some(),
+                    family_revoked: revoked_at.is_some(),
+                    family_expires_at,
+                })
+            },
+        )
+        .transpose()
+    }
+}
+
+impl RevocationStore for PgStore<'_> {
+    /// The refresh token's family and client, for revocation.
+    fn refresh_token_owner(&mut self, token_hash: &[u8]) -> Result<Option<(Uuid, String)>, StoreError> {
+        let conn = &mut *self.conn;
+        Ok(refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(token_hash))
+            .select((refresh_tokens::family_id, refresh_tokens::client_id))
+            .first(conn)
+            .optional()?)
+    }
+
+    fn revoke_access_token(&mut self, jti: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let conn = &mut *self.conn;
+        diesel::insert_into(revoked_access_tokens::table)
+            .values((
+                revoked_access_tokens::jti.eq(jti),
+                revoked_access_tokens::expires_at.eq(expires_at),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+        Ok(())
+    }
 }

@@ -1,6 +1,9 @@
-//! Diesel queries, grouped by table. Nothing outside this module builds SQL.
-//! Each function takes a `&mut PgConnection` and runs synchronously: callers
-//! are on the blocking pool (`oauth_common::db::with_conn`).
+//! Diesel queries, one module per aggregate (users, clients, grants,
+//! sessions, keys, throttle, rate limits). Nothing outside this module
+//! builds SQL. Each aggregate's module holds its queries and implements the
+//! protocol's store traits for [`PgStore`] with them; [`run`] is the one way
+//! in from async code: it checks out a connection on the blocking pool,
+//! inside the caller's tracing span.
 
 pub mod cleanup;
 pub mod clients;
@@ -9,16 +12,65 @@ pub mod keys;
 pub mod rate_limits;
 pub mod schema;
 pub mod sessions;
-pub mod store;
 pub mod throttle;
 pub mod users;
 
+use diesel::PgConnection;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use oauth_common::db::DbError;
+use oauth_common::db::{self, DbError, PgPool};
 
 use crate::protocol::StoreError;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/auth-server");
+
+/// One connection, seen through the protocol's store traits (implemented
+/// in each aggregate's module).
+pub struct PgStore<'c> {
+    pub conn: &'c mut PgConnection,
+}
+
+impl<'c> PgStore<'c> {
+    pub fn new(conn: &'c mut PgConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Runs `f` in a transaction; commits when it returns `Ok`.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        AnsiTransactionManager::begin_transaction(&mut *self.conn)?;
+        match f(self) {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(&mut *self.conn)?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = AnsiTransactionManager::rollback_transaction(&mut *self.conn) {
+                    tracing::error!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs `f` with a store on the blocking pool, inside the caller's span.
+pub async fn run<T, F>(pool: &PgPool, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut PgStore<'_>) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    db::blocking(move || {
+        let mut conn = pool
+            .get_timeout(db::CHECKOUT_TIMEOUT)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        f(&mut PgStore::new(&mut conn))
+    })
+    .await
+}
 
 /// Advisory-lock key that serialises migrations across instances.
 pub const MIGRATION_LOCK: i64 = 0x0a17_5e12_0001;

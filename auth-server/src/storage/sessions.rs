@@ -4,11 +4,13 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::PgStore;
 use super::schema::{browser_sessions, consents, users};
 use crate::domain::{Roles, ScopeSet};
 use crate::model::User;
 use crate::protocol::StoreError;
 use crate::protocol::session::Session;
+use crate::protocol::session::SessionStore;
 
 /// How stale `last_seen_at` may get before a request refreshes it; saves a
 /// write on every page view.
@@ -118,4 +120,27 @@ pub fn remember_consent(
     .bind::<Timestamptz, _>(now)
     .execute(conn)?;
     Ok(())
+}
+
+impl SessionStore for PgStore<'_> {
+    fn create_session(
+        &mut self,
+        id_hash: &[u8],
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        create(self.conn, id_hash, user_id, now, expires_at)
+    }
+    fn find_session(
+        &mut self,
+        id_hash: &[u8],
+        now: DateTime<Utc>,
+        idle: chrono::Duration,
+    ) -> Result<Option<Session>, StoreError> {
+        find(self.conn, id_hash, now, idle)
+    }
+    fn delete_session(&mut self, id_hash: &[u8]) -> Result<(), StoreError> {
+        delete(self.conn, id_hash)
+    }
 }

@@ -4,10 +4,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::PgStore;
 use super::schema::users;
 use crate::domain::{PasswordHash, Roles};
 use crate::model::User;
 use crate::protocol::StoreError;
+use crate::protocol::grants::UserDirectory;
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -112,4 +114,10 @@ pub fn password_hash_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<Stri
         .select(users::password_hash)
         .first(conn)
         .optional()?)
+}
+
+impl UserDirectory for PgStore<'_> {
+    fn user(&mut self, id: Uuid) -> Result<Option<User>, StoreError> {
+        find_by_id(self.conn, id)
+    }
 }

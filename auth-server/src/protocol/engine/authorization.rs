@@ -25,7 +25,6 @@ use crate::protocol::grants::{CODE_TTL_SECONDS, CodeStore, NewCode};
 use crate::protocol::pkce::{ChallengeError, CodeChallenge};
 use crate::protocol::{OAuthError, Params, StoreError, scope};
 
-
 /// A validated authorization request, ready for the engine.
 pub struct AuthorizationRequest<'a> {
     pub params: &'a Params,
@@ -338,4 +337,3 @@ pub fn authorize(
         }
     }
 }
-

@@ -18,14 +18,15 @@ use super::{OMITTED_REDIRECT_URI, engine_scope};
 use crate::crypto;
 use crate::model::Client;
 use crate::protocol::code::{self, Presented, Verdict};
-use crate::protocol::grants::{CodeStore, FamilyStore, NewFamily, RevocationReason, StoredCode, UserDirectory};
+use crate::protocol::grants::{
+    CodeStore, FamilyStore, NewFamily, RevocationReason, StoredCode, UserDirectory,
+};
 use crate::protocol::tokens::{self, AccessTokenSigner, Subject, TokenPolicy, TokenResponse};
 use crate::protocol::{OAuthError, Params, StoreError};
 
 /// Stores the code exchange needs.
 pub trait GrantStores: CodeStore + FamilyStore + UserDirectory {}
 impl<T: CodeStore + FamilyStore + UserDirectory + ?Sized> GrantStores for T {}
-
 
 /// A token request with `grant_type=authorization_code` from an
 /// authenticated client.
@@ -215,9 +216,9 @@ impl Authorizer for ExchangeEndpoint<'_> {
             }
             Verdict::RevokeAndRefuse { family_id, error } => {
                 tracing::warn!(client_id = %request.client.client_id, "authorization code replayed; revoking its tokens");
-                if let Err(e) = self
-                    .stores
-                    .revoke_family(family_id, RevocationReason::CodeReplayed, request.now)
+                if let Err(e) =
+                    self.stores
+                        .revoke_family(family_id, RevocationReason::CodeReplayed, request.now)
                 {
                     self.store_failed(e);
                     return Err(());

@@ -88,4 +88,3 @@ pub fn error_redirect(
     }
     url
 }
-
