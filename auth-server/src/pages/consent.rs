@@ -1,4 +1,6 @@
-use super::{escape, layout};
+use maud::html;
+
+use super::layout;
 use crate::domain::ScopeSet;
 
 /// What the consent page shows.
@@ -17,37 +19,77 @@ pub struct ConsentPage<'a> {
 /// `INTERFACE.md`: one `<form method="post">` with a hidden `csrf_token` and
 /// two submit buttons named `decision` (`approve`, `deny`).
 pub fn consent_page(page: &ConsentPage<'_>) -> String {
-    let scopes: String = page
-        .scope
-        .iter()
-        .map(|s| {
-            format!(
-                "<li><strong>{}</strong>: {}</li>\n",
-                escape(s.as_str()),
-                escape(s.description())
-            )
-        })
-        .collect();
     layout(
         "Allow access?",
-        &format!(
-            r#"<h1>Allow access?</h1>
-<p><strong class="client-name">{client}</strong> asks to:</p>
-<ul class="scopes">
-{scopes}</ul>
-<p class="muted">You will be sent back to {origin}. Signed in as {user}.</p>
-<form method="post" action="{action}">
-<input type="hidden" name="csrf_token" value="{csrf}">
-<div class="actions">
-<button type="submit" name="decision" value="approve">Allow</button>
-<button type="submit" name="decision" value="deny" class="secondary">Deny</button>
-</div>
-</form>"#,
-            client = escape(page.client_name),
-            user = escape(page.username),
-            origin = escape(page.redirect_origin),
-            action = escape(page.action),
-            csrf = escape(page.csrf_token),
-        ),
+        html! {
+            h1 { "Allow access?" }
+            p { strong.client-name { (page.client_name) } " asks to:" }
+            ul.scopes {
+                @for scope in page.scope.iter() {
+                    li { strong { (scope.as_str()) } ": " (scope.description()) }
+                }
+            }
+            p.muted {
+                "You will be sent back to " (page.redirect_origin)
+                ". Signed in as " (page.username) "."
+            }
+            form method="post" action=(page.action) {
+                input type="hidden" name="csrf_token" value=(page.csrf_token);
+                div.actions {
+                    button type="submit" name="decision" value="approve" { "Allow" }
+                    button type="submit" name="decision" value="deny" class="secondary" { "Deny" }
+                }
+            }
+        },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::escaping::{HOSTILE, assert_escaped};
+
+    fn page(client_name: &str, username: &str, redirect_origin: &str, action: &str) -> String {
+        consent_page(&ConsentPage {
+            action,
+            csrf_token: "t0ken",
+            client_name,
+            username,
+            scope: &ScopeSet::all(),
+            redirect_origin,
+        })
+    }
+
+    #[test]
+    fn consent_page_escapes_client_name_and_username() {
+        assert_escaped(&page(HOSTILE, "alice", "https://app.example", "/authorize"), 1);
+        assert_escaped(&page("Notes", HOSTILE, "https://app.example", "/authorize"), 1);
+    }
+
+    #[test]
+    fn consent_page_escapes_redirect_origin_and_action() {
+        assert_escaped(&page("Notes", "alice", HOSTILE, HOSTILE), 2);
+    }
+
+    #[test]
+    fn consent_form_has_the_interface_fields() {
+        let html = page("Notes", "alice", "https://app.example", "/authorize?a=1&b=2");
+        assert_eq!(html.matches("<form ").count(), 1, "{html}");
+        assert!(html.contains(r#"<form method="post" action="/authorize?a=1&amp;b=2">"#));
+        assert!(html.contains(r#"name="csrf_token" value="t0ken""#), "{html}");
+        assert!(html.contains(r#"name="decision" value="approve""#), "{html}");
+        assert!(html.contains(r#"name="decision" value="deny""#), "{html}");
+        assert!(
+            html.contains(r#"<strong class="client-name">Notes</strong>"#),
+            "{html}"
+        );
+        for scope in ScopeSet::all().iter() {
+            let item = format!(
+                "<li><strong>{}</strong>: {}</li>",
+                scope.as_str(),
+                scope.description()
+            );
+            assert!(html.contains(&item), "{html}");
+        }
+    }
 }

@@ -1,14 +1,15 @@
-use super::{escape, layout};
+use maud::html;
+
+use super::layout;
 
 /// A page that explains why the request cannot go on (and never redirects).
 pub fn error_page(title: &str, message: &str) -> String {
     layout(
         title,
-        &format!(
-            "<h1>{}</h1>\n<p class=\"error\" role=\"alert\">{}</p>",
-            escape(title),
-            escape(message)
-        ),
+        html! {
+            h1 { (title) }
+            p.error role="alert" { (message) }
+        },
     )
 }
 
@@ -16,12 +17,13 @@ pub fn error_page(title: &str, message: &str) -> String {
 pub fn message_page(title: &str, message: &str) -> String {
     layout(
         title,
-        &format!("<h1>{}</h1>\n<p>{}</p>", escape(title), escape(message)),
+        html! {
+            h1 { (title) }
+            p { (message) }
+        },
     )
 }
 
-/// The logout confirmation: a form so a cross-site link cannot log the user
-/// out by itself.
 /// Who the logout page speaks to.
 #[derive(Debug, Clone, Copy)]
 pub enum Signed<'a> {
@@ -31,25 +33,62 @@ pub enum Signed<'a> {
     Out,
 }
 
+/// The logout confirmation: a form so a cross-site link cannot log the user
+/// out by itself.
 pub fn logout_page(action: &str, csrf_token: &str, who: Signed<'_>) -> String {
-    let who = match who {
-        Signed::In(user) => format!("<p>You are signed in as <strong>{}</strong>.</p>", escape(user)),
-        Signed::Expired => {
-            "<p>Your session here has ended; signing out also ends what it was used for.</p>".to_owned()
-        }
-        Signed::Out => "<p>You are not signed in here.</p>".to_owned(),
-    };
     layout(
         "Sign out",
-        &format!(
-            r#"<h1>Sign out?</h1>
-{who}
-<form method="post" action="{action}">
-<input type="hidden" name="csrf_token" value="{csrf}">
-<button type="submit">Sign out</button>
-</form>"#,
-            action = escape(action),
-            csrf = escape(csrf_token),
-        ),
+        html! {
+            h1 { "Sign out?" }
+            @match who {
+                Signed::In(user) => p { "You are signed in as " strong { (user) } "." },
+                Signed::Expired => {
+                    p { "Your session here has ended; signing out also ends what it was used for." }
+                }
+                Signed::Out => p { "You are not signed in here." },
+            }
+            form method="post" action=(action) {
+                input type="hidden" name="csrf_token" value=(csrf_token);
+                button type="submit" { "Sign out" }
+            }
+        },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::escaping::{HOSTILE, assert_escaped};
+
+    #[test]
+    fn error_page_escapes_title_and_message() {
+        // The title appears twice: in `<title>` and in `<h1>`.
+        assert_escaped(&error_page(HOSTILE, "x"), 2);
+        assert_escaped(&error_page("Error", HOSTILE), 1);
+        assert!(error_page("Error", "x").contains(r#"<p class="error" role="alert">x</p>"#));
+    }
+
+    #[test]
+    fn message_page_escapes_title_and_message() {
+        assert_escaped(&message_page(HOSTILE, "x"), 2);
+        assert_escaped(&message_page("Signed in", HOSTILE), 1);
+    }
+
+    #[test]
+    fn logout_page_escapes_username_action_and_csrf_token() {
+        assert_escaped(&logout_page("/logout", "t0ken", Signed::In(HOSTILE)), 1);
+        assert_escaped(&logout_page(HOSTILE, HOSTILE, Signed::Out), 2);
+    }
+
+    #[test]
+    fn logout_page_is_a_post_form_with_a_csrf_token() {
+        for who in [Signed::In("alice"), Signed::Expired, Signed::Out] {
+            let html = logout_page("/logout?client_id=x", "t0ken", who);
+            assert_eq!(html.matches("<form ").count(), 1, "{html}");
+            assert!(html.contains(r#"<form method="post" action="/logout?client_id=x">"#));
+            assert!(html.contains(r#"name="csrf_token" value="t0ken""#), "{html}");
+        }
+        let signed_in = logout_page("/logout", "t", Signed::In("alice"));
+        assert!(signed_in.contains("<p>You are signed in as <strong>alice</strong>.</p>"));
+    }
 }
