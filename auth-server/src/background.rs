@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use actix_web::web;
-use chrono::Utc;
 
 use crate::state::AppState;
 use crate::storage;
@@ -39,7 +38,7 @@ pub async fn reload(state: &web::Data<AppState>) {
     let rows = storage::run(&state.pool, |store| storage::keys::load_all(store.conn)).await;
     match rows {
         Ok(rows) => {
-            let now = Utc::now();
+            let now = state.clock.now();
             if let Err(e) = state.keys.replace(&rows, now) {
                 tracing::error!(error = %e, "cannot load signing keys");
             }
@@ -70,11 +69,11 @@ pub async fn cleanup(state: &web::Data<AppState>, batch: i64) -> Vec<(Sweep, usi
         access_token: state.settings.access_token_ttl,
     };
     let mut report = Vec::new();
-    state.limits.forget_lapsed(Utc::now());
+    state.limits.forget_lapsed(state.clock.now());
     for sweep in Sweep::ALL {
         let mut total = 0;
         loop {
-            let now = Utc::now();
+            let now = state.clock.now();
             let done = storage::run(&state.pool, move |store| {
                 storage::cleanup::sweep_batch(store.conn, sweep, now, batch, lifetimes)
             })

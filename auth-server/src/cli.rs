@@ -5,8 +5,8 @@
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
-use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
+use oauth_common::Clock;
 use serde_json::json;
 
 use crate::audit::{self, Actor, Event};
@@ -143,7 +143,7 @@ pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliErro
         .map_err(|refusal| CliError(refusal.to_string()))?;
     let hash = PasswordHash::create(&password).map_err(CliError)?;
     let mut conn = startup::open_connection(settings)?;
-    let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Utc::now()).map_err(
+    let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Clock::system().now()).map_err(
         |e| match e {
             storage::users::CreateUserError::UsernameTaken => {
                 CliError(format!("username {username} is already taken"))
@@ -177,7 +177,7 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
     }
     .check(&settings.default_audience)?;
     let mut conn = startup::open_connection(settings)?;
-    storage::clients::insert(&mut conn, &new.client, Utc::now())?;
+    storage::clients::insert(&mut conn, &new.client, Clock::system().now())?;
     let client = &new.client;
     audit::record(
         Event::ClientCreated,
@@ -207,7 +207,7 @@ pub fn rotate_keys(settings: &Settings) -> Result<(), CliError> {
     let server_keys = ServerKeys::derive(&master)?;
     // Fails early if the configured key cannot open the existing keys.
     startup::load_keys(&mut conn, &server_keys, settings)?;
-    let now = Utc::now();
+    let now = Clock::system().now();
     let delay = chrono::Duration::from_std(settings.key_activation_delay)?;
     let row = crate::keys::generate(&server_keys.signing_key_wrap, now, now + delay)?;
     storage::keys::insert(&mut conn, &row)?;

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use oauth_common::Clock;
 use oauth_common::db::PgPool;
 
 use crate::domain::RedirectUri;
@@ -24,9 +25,9 @@ use crate::storage;
 const TTL: Duration = Duration::from_secs(30);
 const CAPACITY: usize = 10_000;
 
-#[derive(Default)]
 pub struct ClientCache {
     entries: RwLock<HashMap<String, (Arc<Client>, Instant)>>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for ClientCache {
@@ -36,31 +37,51 @@ impl std::fmt::Debug for ClientCache {
 }
 
 impl ClientCache {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// The client from the cache, or from the database on a miss (filling
+    /// the cache). A hit costs no thread hop and no round trip.
+    pub async fn load(&self, pool: &PgPool, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
+        if let Some(client) = self.get(client_id) {
+            return Ok(Some(client));
+        }
+        let id = client_id.to_owned();
+        let found = storage::run(pool, move |store| store.client(&id)).await?;
+        Ok(found.map(|c| self.put(c)))
+    }
+
     /// The cached client if it is fresh.
     pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
+        let now = self.clock.instant();
         let entries = match self.entries.read() {
             Ok(e) => e,
             Err(poisoned) => poisoned.into_inner(),
         };
         entries
             .get(client_id)
-            .filter(|(_, loaded)| loaded.elapsed() < TTL)
+            .filter(|(_, loaded)| now.saturating_duration_since(*loaded) < TTL)
             .map(|(client, _)| Arc::clone(client))
     }
 
     pub fn put(&self, client: Client) -> Arc<Client> {
+        let now = self.clock.instant();
         let client = Arc::new(client);
         let mut entries = match self.entries.write() {
             Ok(e) => e,
             Err(poisoned) => poisoned.into_inner(),
         };
         if entries.len() >= CAPACITY {
-            entries.retain(|_, (_, loaded)| loaded.elapsed() < TTL);
+            entries.retain(|_, (_, loaded)| now.saturating_duration_since(*loaded) < TTL);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
         }
-        entries.insert(client.client_id.clone(), (Arc::clone(&client), Instant::now()));
+        entries.insert(client.client_id.clone(), (Arc::clone(&client), now));
         client
     }
 
@@ -94,12 +115,19 @@ impl<S: ClientDirectory + ?Sized> ClientDirectory for CachedClients<'_, S> {
 /// An origin we have not seen triggers a reload at most this often.
 const RELOAD_ON_MISS_AFTER: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
 pub struct CorsOrigins {
     inner: RwLock<(HashSet<String>, Option<Instant>)>,
+    clock: Clock,
 }
 
 impl CorsOrigins {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            inner: RwLock::new((HashSet::new(), None)),
+            clock,
+        }
+    }
+
     fn contains(&self, origin: &str) -> bool {
         match self.inner.read() {
             Ok(guard) => guard.0.contains(origin),
@@ -115,9 +143,12 @@ impl CorsOrigins {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let due = guard.1.is_none_or(|at| at.elapsed() >= RELOAD_ON_MISS_AFTER);
+        let now = self.clock.instant();
+        let due = guard
+            .1
+            .is_none_or(|at| now.saturating_duration_since(at) >= RELOAD_ON_MISS_AFTER);
         if due {
-            guard.1 = Some(Instant::now());
+            guard.1 = Some(now);
         }
         due
     }
@@ -129,9 +160,10 @@ impl CorsOrigins {
             .filter_map(|u| RedirectUri::parse(u).ok())
             .filter_map(|u| u.origin())
             .collect();
+        let now = Some(self.clock.instant());
         match self.inner.write() {
-            Ok(mut guard) => *guard = (origins, Some(Instant::now())),
-            Err(poisoned) => *poisoned.into_inner() = (origins, Some(Instant::now())),
+            Ok(mut guard) => *guard = (origins, now),
+            Err(poisoned) => *poisoned.into_inner() = (origins, now),
         }
     }
 }

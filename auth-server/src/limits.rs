@@ -234,6 +234,8 @@ impl Limits {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use chrono::TimeZone as _;
 
     use super::*;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use oauth_common::Clock;
 use oauth_common::db::PgPool;
 use oauth_common::metrics::Metrics;
 
@@ -20,6 +21,8 @@ use crate::protocol::tokens::TokenPolicy;
 const VERIFY_QUEUE: usize = 32;
 
 pub struct AppState {
+    /// The one source of time for every request.
+    pub clock: Clock,
     pub settings: Settings,
     pub pool: PgPool,
     pub keys: Arc<KeyManager>,
@@ -49,10 +52,10 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let dummy_hash = dummy_hash()?;
-        let limits = Limits::new(&settings.limits).map_err(StoreError::Failed)?;
+        let limits = Limits::new(&settings.limits).map_err(StoreError::Internal)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
         let verifier = PasswordVerifier::start(threads, VERIFY_QUEUE)
-            .map_err(|e| StoreError::Failed(format!("cannot start password threads: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("cannot start password threads: {e}")))?;
         let metadata = crate::protocol::metadata::metadata_document(settings.issuer.as_str()).to_string();
         let policy = TokenPolicy {
             issuer: settings.issuer.as_str().to_owned(),
@@ -61,6 +64,7 @@ impl AppState {
             family_ttl: settings.refresh_family_ttl,
             refresh_grace: settings.refresh_grace,
         };
+        let clock = Clock::system();
         Ok(Self {
             cookies: cookie_names(settings.issuer.is_https()),
             settings,
@@ -68,8 +72,9 @@ impl AppState {
             keys,
             server_keys,
             metrics,
-            clients: ClientCache::default(),
-            cors: CorsOrigins::default(),
+            clients: ClientCache::new(clock.clone()),
+            cors: CorsOrigins::new(clock.clone()),
+            clock,
             dummy_hash,
             verifier,
             limits,
@@ -81,9 +86,9 @@ impl AppState {
 
 fn dummy_hash() -> Result<PasswordHash, StoreError> {
     let secret = crate::crypto::random_token()?;
-    let username = crate::domain::Username::parse("dummy").map_err(StoreError::Failed)?;
-    let password = crate::domain::Password::parse(&secret, &username).map_err(StoreError::Failed)?;
-    PasswordHash::create(&password).map_err(StoreError::Failed)
+    let username = crate::domain::Username::parse("dummy").map_err(StoreError::Internal)?;
+    let password = crate::domain::Password::parse(&secret, &username).map_err(StoreError::Internal)?;
+    PasswordHash::create(&password).map_err(StoreError::Internal)
 }
 
 /// Cookie names for this deployment.

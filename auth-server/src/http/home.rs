@@ -2,7 +2,6 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 
 use super::{find_session, pages, session_cookie};
 use crate::state::AppState;
@@ -10,8 +9,9 @@ use crate::state::AppState;
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let raw = session_cookie(&req, &state);
     let idle = state.settings.session_idle_ttl;
+    let now = state.clock.now();
     let session = crate::storage::run(&state.pool, move |store| {
-        find_session(store, raw.as_deref(), Utc::now(), idle)
+        find_session(store, raw.as_deref(), now, idle)
     })
     .await;
     let body = match session {

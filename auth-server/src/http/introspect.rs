@@ -4,7 +4,6 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 
 use super::token::{authenticated_client, token_and_hint};
 use super::{OAuthJson, limits};
@@ -38,6 +37,7 @@ async fn answer(
     }
     let (token, hint) = token_and_hint(&params)?;
     let st = state.clone();
+    let now = state.clock.now();
     let answer = crate::storage::run(&state.pool, move |store| {
         let keys = st.keys.snapshot();
         introspect::introspect(
@@ -49,7 +49,7 @@ async fn answer(
             },
             keys.as_ref(),
             store,
-            Utc::now(),
+            now,
         )
     })
     .await?;

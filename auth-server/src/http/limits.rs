@@ -13,7 +13,6 @@ use std::net::IpAddr;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 
 use super::OAuthJson;
 use super::client_ip::client_ip;
@@ -65,7 +64,7 @@ pub fn admit(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Gua
         .map(limits::client_key);
     let mut keys = vec![guard.ip_key.as_str()];
     keys.extend(client_key.as_deref());
-    if let Some(wait) = state.limits.blocked(&keys, Utc::now()) {
+    if let Some(wait) = state.limits.blocked(&keys, state.clock.now()) {
         state.metrics.event("client_limited");
         audit::record(
             Event::Throttled,
@@ -123,8 +122,8 @@ impl Guard {
         };
         let st = state.clone();
         let ip_key = self.ip_key.clone();
+        let now = state.clock.now();
         let recorded = crate::storage::run(&state.pool, move |store| {
-            let now = Utc::now();
             st.limits
                 .record_failure(store.conn, Kind::Address, &ip_key, now)?;
             if let Some(key) = client_key {

@@ -18,15 +18,11 @@ mod token;
 
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, web};
-use chrono::{DateTime, Utc};
 
 pub use error::OAuthJson;
 
-use crate::crypto;
-use crate::protocol::session::{Session, SessionStore as _};
-use crate::protocol::{Params, StoreError};
+use crate::protocol::Params;
 use crate::state::AppState;
-use crate::storage::PgStore;
 
 /// Largest form body the protocol endpoints read.
 const FORM_LIMIT: usize = 16 * 1024;
@@ -156,17 +152,4 @@ pub fn session_cookie(req: &HttpRequest, state: &AppState) -> Option<String> {
     cookies::read(req, state.cookies.session)
 }
 
-/// Looks up the browser session for a raw session id (inside a store
-/// closure).
-pub fn find_session(
-    store: &mut PgStore<'_>,
-    raw: Option<&str>,
-    now: DateTime<Utc>,
-    idle: std::time::Duration,
-) -> Result<Option<Session>, StoreError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
-    store.find_session(&crypto::token_hash(raw), now, idle)
-}
+pub use crate::policy::session::find_session;

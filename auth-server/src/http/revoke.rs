@@ -3,7 +3,6 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 
 use super::token::{authenticated_client, token_and_hint};
 use super::{OAuthJson, limits};
@@ -33,6 +32,7 @@ async fn answer(
     let client_id = client.client_id.clone();
     let (token, hint) = token_and_hint(&params)?;
     let st = state.clone();
+    let now = state.clock.now();
     let revoked = crate::storage::run(&state.pool, move |store| {
         let keys = st.keys.snapshot();
         revoke::revoke(
@@ -42,7 +42,7 @@ async fn answer(
             &st.policy.issuer,
             keys.as_ref(),
             store,
-            Utc::now(),
+            now,
         )
     })
     .await?;

@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 
 use super::OAuthJson;
 use super::limits::{self, Guard};
 use crate::audit::{self, Event};
 use crate::domain::GrantType;
 use crate::model::Client;
-use crate::protocol::client_auth::{self, ClientDirectory as _};
+use crate::protocol::client_auth;
 use crate::protocol::client_credentials;
 use crate::protocol::engine::{self, CodeExchange};
 use crate::protocol::refresh::{self, RefreshOutcome, RefreshRequest, RefreshStore as _};
@@ -25,12 +24,7 @@ pub async fn load_client(
     state: &web::Data<AppState>,
     client_id: &str,
 ) -> Result<Option<Arc<Client>>, OAuthJson> {
-    if let Some(client) = state.clients.get(client_id) {
-        return Ok(Some(client));
-    }
-    let id = client_id.to_owned();
-    let found = crate::storage::run(&state.pool, move |store| store.client(&id)).await?;
-    Ok(found.map(|c| state.clients.put(c)))
+    Ok(state.clients.load(&state.pool, client_id).await?)
 }
 
 /// The `token` and `token_type_hint` of an introspection or revocation
@@ -106,7 +100,7 @@ async fn grant(
     if !client.allows_grant(grant) {
         return Err(OAuthError::UnauthorizedClient("the client may not use this grant type").into());
     }
-    let now = Utc::now();
+    let now = state.clock.now();
     let response = match grant {
         GrantType::AuthorizationCode => {
             let st = state.clone();

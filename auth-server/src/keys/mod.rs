@@ -54,7 +54,7 @@ impl From<CryptoError> for KeyError {
 
 impl From<KeyError> for crate::protocol::StoreError {
     fn from(e: KeyError) -> Self {
-        crate::protocol::StoreError::Failed(e.0)
+        crate::protocol::StoreError::Crypto(e.0)
     }
 }
 

@@ -2,37 +2,37 @@
 //! RFC 7662). The wire text of an error comes from its variant and a static
 //! description, never from a lower-level error's `to_string()`.
 
-use std::fmt;
-
-/// A failure of our own (database down, RNG failure). The cause goes to the
-/// log; clients only ever see `server_error` or `temporarily_unavailable`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failure of our own (database down, a corrupt row, RNG failure). The
+/// cause goes to the log; clients only ever see `server_error` or
+/// `temporarily_unavailable` ([`OAuthError::from_store`], the one mapping).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached; answered with 503.
+    #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// Anything else; answered with 500.
-    Failed(String),
+    /// A query failed for another reason.
+    #[error("query failed: {0}")]
+    Query(String),
+    /// A stored row does not parse into its domain value.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Randomness, sealing or signing failed.
+    #[error("cryptography failed: {0}")]
+    Crypto(String),
+    /// An invariant of our own code does not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Unavailable(c) => write!(f, "store unavailable: {c}"),
-            StoreError::Failed(c) => write!(f, "store failed: {c}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 impl From<crate::crypto::CryptoError> for StoreError {
     fn from(e: crate::crypto::CryptoError) -> Self {
-        StoreError::Failed(e.0)
+        StoreError::Crypto(e.0)
     }
 }
 
 /// An error the protocol reports to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.code())]
 pub enum OAuthError {
     /// `invalid_request`: a parameter is missing, repeated, malformed or not
     /// supported.
@@ -109,8 +109,8 @@ impl OAuthError {
                 tracing::error!(cause = %cause, "database unavailable");
                 OAuthError::TemporarilyUnavailable
             }
-            StoreError::Failed(cause) => {
-                tracing::error!(cause = %cause, "internal failure");
+            other => {
+                tracing::error!(cause = %other, "internal failure");
                 OAuthError::ServerError
             }
         }
@@ -122,11 +122,3 @@ impl From<StoreError> for OAuthError {
         OAuthError::from_store(e)
     }
 }
-
-impl fmt::Display for OAuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl std::error::Error for OAuthError {}

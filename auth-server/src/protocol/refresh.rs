@@ -229,7 +229,7 @@ pub fn refresh<S: RefreshStore>(
             (Verdict::Replay(sealed), _) => {
                 let opened = crypto::open(request.grace_key, &sealed, &token_hash)?;
                 let sealed: Sealed = serde_json::from_slice(&opened)
-                    .map_err(|e| StoreError::Failed(format!("sealed successor: {e}")))?;
+                    .map_err(|e| StoreError::Crypto(format!("sealed successor: {e}")))?;
                 let mut response = sealed.response;
                 response.expires_in = (sealed.access_expires_at - now.timestamp()).max(0);
                 Ok(RefreshOutcome::Issued(response))
@@ -318,7 +318,7 @@ fn successor(
         response: response.clone(),
         access_expires_at: access.expires_at.timestamp(),
     })
-    .map_err(|e| StoreError::Failed(e.to_string()))?;
+    .map_err(|e| StoreError::Crypto(e.to_string()))?;
     let sealed = crypto::seal(request.grace_key, &sealed, token_hash)?;
     Ok(Ok(Successor {
         response,

@@ -29,7 +29,7 @@ struct ClientRow {
 impl ClientRow {
     fn into_client(self) -> Result<Client, StoreError> {
         let bad = |what: &str, e: String| {
-            StoreError::Failed(format!("stored client {}: bad {what}: {e}", self.client_id))
+            StoreError::Corrupt(format!("stored client {}: bad {what}: {e}", self.client_id))
         };
         let parse_uris = |uris: &[String]| -> Result<Vec<RedirectUri>, String> {
             uris.iter().map(|u| RedirectUri::parse(u)).collect()

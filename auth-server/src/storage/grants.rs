@@ -252,9 +252,9 @@ fn refresh_record(
             user: crate::model::User {
                 id: r.user_id,
                 username: r.username,
-                roles: crate::domain::Roles::parse(&r.roles).map_err(StoreError::Failed)?,
+                roles: crate::domain::Roles::parse(&r.roles).map_err(StoreError::Corrupt)?,
             },
-            family_scope: ScopeSet::parse_known(&r.scopes).map_err(StoreError::Failed)?,
+            family_scope: ScopeSet::parse_known(&r.scopes).map_err(StoreError::Corrupt)?,
             family_expires_at: r.family_expires_at,
             family_revoked: r.family_revoked,
         })
@@ -338,7 +338,7 @@ impl CodeStore for PgStore<'_> {
                     .first(conn)
                     .optional()?;
                 if live.is_none() {
-                    return Err(StoreError::Failed(
+                    return Err(StoreError::Internal(
                         "the browser session ended before the code was stored".into(),
                     ));
                 }
@@ -369,7 +369,7 @@ impl CodeStore for PgStore<'_> {
         .optional()?;
         match row {
             Some(row) if row.expires_at > now => Ok(Consumed::Fresh(StoredCode {
-                scope: ScopeSet::parse_known(&row.scopes).map_err(StoreError::Failed)?,
+                scope: ScopeSet::parse_known(&row.scopes).map_err(StoreError::Corrupt)?,
                 client_id: row.client_id,
                 user_id: row.user_id,
                 session_hash: row.session_hash,
@@ -514,7 +514,9 @@ impl RefreshStore for PgStore<'_> {
         .execute(conn)?;
         if updated != 1 {
             // Cannot happen under the row lock; refuse rather than fork a chain.
-            return Err(StoreError::Failed("refresh token was spent concurrently".into()));
+            return Err(StoreError::Internal(
+                "refresh token was spent concurrently".into(),
+            ));
         }
         Ok(())
     }
@@ -597,7 +599,7 @@ impl IntrospectionStore for PgStore<'_> {
                     audiences,
                     user_id,
                     username,
-                    scope: ScopeSet::parse_known(&scopes).map_err(StoreError::Failed)?,
+                    scope: ScopeSet::parse_known(&scopes).map_err(StoreError::Corrupt)?,
                     created_at,
                     expires_at,
                     used: used_at.is_some(),

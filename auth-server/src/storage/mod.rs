@@ -79,7 +79,7 @@ impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Unavailable(cause) => StoreError::Unavailable(cause),
-            DbError::Query(e) => StoreError::Failed(e.to_string()),
+            DbError::Query(e) => StoreError::Query(e.to_string()),
         }
     }
 }
@@ -92,6 +92,6 @@ impl From<diesel::result::Error> for StoreError {
 
 impl From<oauth_common::db::BlockingJoinError> for StoreError {
     fn from(e: oauth_common::db::BlockingJoinError) -> Self {
-        StoreError::Failed(e.0)
+        StoreError::Internal(e.0)
     }
 }

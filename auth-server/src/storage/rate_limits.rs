@@ -123,7 +123,7 @@ impl StateStore for PgState<'_> {
                 }
             }
         }
-        self.failed(StoreError::Failed(format!(
+        self.failed(StoreError::Corrupt(format!(
             "rate limit {key}: too much contention"
         )));
         f(None).map(|(t, _)| t)

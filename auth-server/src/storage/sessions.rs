@@ -70,7 +70,7 @@ pub fn find(
         user: User {
             id,
             username,
-            roles: Roles::parse(&roles).map_err(StoreError::Failed)?,
+            roles: Roles::parse(&roles).map_err(StoreError::Corrupt)?,
         },
         id_hash: id_hash.to_vec(),
         created_at,
@@ -93,7 +93,7 @@ pub fn consent(
         .first(conn)
         .optional()?;
     scopes
-        .map(|s| ScopeSet::parse_known(&s).map_err(StoreError::Failed))
+        .map(|s| ScopeSet::parse_known(&s).map_err(StoreError::Corrupt))
         .transpose()
 }
 
@@ -143,4 +143,17 @@ impl SessionStore for PgStore<'_> {
     fn delete_session(&mut self, id_hash: &[u8]) -> Result<(), StoreError> {
         delete(self.conn, id_hash)
     }
+}
+
+/// Ends a browser session and everything it produced, in one transaction
+/// and in this order: the session row first, so no new code can be stored
+/// for it (`grants::insert_code`); then its codes, which waits for
+/// exchanges holding one (`grants::expire_session_codes`); then its
+/// families, which now include theirs. Returns the families revoked.
+pub fn end(conn: &mut PgConnection, id_hash: &[u8], now: DateTime<Utc>) -> Result<usize, StoreError> {
+    conn.transaction(|conn| {
+        delete(conn, id_hash)?;
+        super::grants::expire_session_codes(conn, id_hash)?;
+        super::grants::revoke_session_families(conn, id_hash, now)
+    })
 }

@@ -35,7 +35,7 @@ struct NewUserRow<'a> {
 
 impl UserRow {
     fn into_parts(self) -> Result<(User, PasswordHash), StoreError> {
-        let roles = Roles::parse(&self.roles).map_err(StoreError::Failed)?;
+        let roles = Roles::parse(&self.roles).map_err(StoreError::Corrupt)?;
         Ok((
             User {
                 id: self.id,

@@ -161,7 +161,7 @@ impl Registrar for AuthorizationEndpoint<'_> {
 impl Authorizer for AuthorizationEndpoint<'_> {
     fn authorize(&mut self, mut grant: Grant) -> Result<String, ()> {
         let Some(user) = self.user else {
-            self.store_failure = Some(StoreError::Failed("approval without a user".into()));
+            self.store_failure = Some(StoreError::Internal("approval without a user".into()));
             return Err(());
         };
         let challenge = grant

@@ -53,7 +53,7 @@ fn engine_scope(scope: &ScopeSet) -> Result<EngineScope, StoreError> {
     scope
         .to_string()
         .parse()
-        .map_err(|_| StoreError::Failed("scope did not convert for the engine".into()))
+        .map_err(|_| StoreError::Internal("scope did not convert for the engine".into()))
 }
 
 /// Adds `iss` (RFC 9207) to an authorization response.

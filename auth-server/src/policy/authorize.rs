@@ -1,0 +1,168 @@
+//! Authorization-request and consent policy, behind `GET /authorize` and
+//! `POST /authorize` (RFC 6749 section 4.1.1 with PKCE, through
+//! `protocol::engine`).
+//!
+//! Order of checks: client and redirect URI first (failures are a page,
+//! never a redirect); then the request itself (failures redirect with
+//! `error`, `state`, `iss`); then sign-in; then consent.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::session::find_session;
+use crate::audit::{self, Actor, Event};
+use crate::client_cache::CachedClients;
+use crate::domain::ScopeSet;
+use crate::protocol::authorize::{needs_consent, resolve_target};
+use crate::protocol::engine::{self, AuthorizationOutcome, AuthorizationRequest, Step};
+use crate::protocol::session::{CsrfPurpose, csrf_ok, csrf_token};
+use crate::protocol::{OAuthError, Params, StoreError};
+use crate::state::AppState;
+use crate::storage::{self, PgStore};
+
+/// What the browser gets.
+pub enum View {
+    /// The client or redirect URI is not valid: a page here, never a
+    /// redirect (RFC 6749 section 4.1.2.1).
+    InvalidLink(&'static str),
+    /// The consent form's CSRF token is missing or wrong.
+    ConsentExpired,
+    /// Back to the client.
+    Redirect(String),
+    /// Sign in first.
+    Login,
+    Consent {
+        client_name: String,
+        username: String,
+        scope: ScopeSet,
+        csrf_token: String,
+        form_origins: Vec<String>,
+    },
+}
+
+/// The user's answer on the consent page.
+pub struct Decision {
+    /// The client address, for the audit log.
+    pub ip: std::net::IpAddr,
+    pub approve: bool,
+    pub csrf_token: String,
+}
+
+fn decide(
+    state: &AppState,
+    store: &mut PgStore<'_>,
+    params: &Params,
+    raw_session: Option<&str>,
+    decision: Option<Decision>,
+    now: DateTime<Utc>,
+) -> Result<View, StoreError> {
+    let target = {
+        let mut clients = CachedClients {
+            cache: &state.clients,
+            store: &mut *store,
+        };
+        match resolve_target(params, &mut clients)? {
+            Ok(target) => target,
+            Err(message) => {
+                return Ok(View::InvalidLink(message));
+            }
+        }
+    };
+    let session = find_session(store, raw_session, now, state.settings.session_idle_ttl)?;
+    let request = |user, session_hash| AuthorizationRequest {
+        params,
+        client: &target.client,
+        redirect_uri: &target.redirect_uri,
+        redirect_uri_given: target.redirect_uri_given,
+        user,
+        session_hash,
+        issuer: state.settings.issuer.as_str(),
+        now,
+    };
+    let user = session.as_ref().map(|s| &s.user);
+    let hash = session.as_ref().map(|s| s.id_hash.as_slice());
+    let scope = match engine::authorize(request(user, hash), Step::Inspect, store) {
+        AuthorizationOutcome::Redirect(url) => return Ok(View::Redirect(url.into())),
+        AuthorizationOutcome::Valid { scope } => scope,
+    };
+    let (Some(session), Some(raw_session)) = (&session, raw_session) else {
+        return Ok(View::Login);
+    };
+    let finish = |store: &mut PgStore<'_>, step| match engine::authorize(request(user, hash), step, store) {
+        AuthorizationOutcome::Redirect(url) => View::Redirect(url.into()),
+        AuthorizationOutcome::Valid { .. } => View::Redirect(
+            engine::error_redirect(
+                &target.redirect_uri,
+                &OAuthError::ServerError,
+                params.get("state"),
+                &state.policy.issuer,
+            )
+            .into(),
+        ),
+    };
+    match decision {
+        None => {
+            let remembered = if target.client.first_party {
+                None
+            } else {
+                storage::sessions::consent(store.conn, session.user.id, &target.client.client_id)?
+            };
+            if needs_consent(&target.client, remembered.as_ref(), &scope) {
+                return Ok(View::Consent {
+                    client_name: target.client.name.clone(),
+                    username: session.user.username.clone(),
+                    scope,
+                    csrf_token: csrf_token(&state.server_keys.csrf, CsrfPurpose::Consent, raw_session)?,
+                    form_origins: target.redirect_uri.origin().into_iter().collect(),
+                });
+            }
+            Ok(finish(store, Step::Approve))
+        }
+        Some(decision) => {
+            if !csrf_ok(
+                &state.server_keys.csrf,
+                CsrfPurpose::Consent,
+                raw_session,
+                &decision.csrf_token,
+            ) {
+                tracing::warn!("consent refused: CSRF token missing or wrong");
+                return Ok(View::ConsentExpired);
+            }
+            let actor = Actor::ip(decision.ip)
+                .client(&target.client.client_id)
+                .user(session.user.id);
+            if !decision.approve {
+                audit::record(Event::ConsentDenied, actor, "the user denied access");
+                return Ok(finish(store, Step::Deny));
+            }
+            audit::record(Event::ConsentGranted, actor, "the user allowed access");
+            if !target.client.first_party {
+                storage::sessions::remember_consent(
+                    store.conn,
+                    session.user.id,
+                    &target.client.client_id,
+                    &scope,
+                    now,
+                )?;
+            }
+            Ok(finish(store, Step::Approve))
+        }
+    }
+}
+
+/// Decides an authorization request; with `decision`, the user's answer on
+/// the consent page.
+pub async fn authorize(
+    state: &Arc<AppState>,
+    params: Params,
+    raw_session: Option<String>,
+    decision: Option<Decision>,
+) -> Result<View, StoreError> {
+    let st = Arc::clone(state);
+    let now = state.clock.now();
+    storage::run(&state.pool, move |store| {
+        decide(&st, store, &params, raw_session.as_deref(), decision, now)
+    })
+    .await
+}

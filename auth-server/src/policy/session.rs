@@ -1,0 +1,23 @@
+//! Browser sessions as the pages see them.
+
+use chrono::{DateTime, Utc};
+
+use crate::crypto;
+use crate::protocol::StoreError;
+use crate::protocol::session::{Session, SessionStore as _};
+use crate::storage::PgStore;
+
+/// Looks up the browser session for a raw session id (inside a store
+/// closure).
+pub fn find_session(
+    store: &mut PgStore<'_>,
+    raw: Option<&str>,
+    now: DateTime<Utc>,
+    idle: std::time::Duration,
+) -> Result<Option<Session>, StoreError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+    store.find_session(&crypto::token_hash(raw), now, idle)
+}
