@@ -143,14 +143,13 @@ pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliErro
         .map_err(|refusal| CliError(refusal.to_string()))?;
     let hash = PasswordHash::create(&password).map_err(CliError)?;
     let mut conn = startup::open_connection(settings)?;
-    let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Clock::system().now()).map_err(
-        |e| match e {
+    let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Clock::system().now())
+        .map_err(|e| match e {
             storage::users::CreateUserError::UsernameTaken => {
                 CliError(format!("username {username} is already taken"))
             }
             storage::users::CreateUserError::Store(e) => CliError(e.to_string()),
-        },
-    )?;
+        })?;
     audit::record(
         Event::UserCreated,
         Actor::default().user(user.id),

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{pages, query_params, session_cookie};
 use crate::pages::{ConsentPage, consent_page};
 use crate::policy::authorize::{Decision, View, authorize};
-use crate::protocol::{OAuthError, StoreError};
+use crate::protocol::StoreError;
 use crate::state::AppState;
 
 fn render(req: &HttpRequest, view: Result<View, StoreError>, after_post: bool) -> HttpResponse {
@@ -49,14 +49,7 @@ fn render(req: &HttpRequest, view: Result<View, StoreError>, after_post: bool) -
             });
             pages::html(StatusCode::OK, body, &form_origins)
         }
-        Err(e) => {
-            let error = OAuthError::from_store(e);
-            pages::error(
-                super::home::error_status(&error),
-                "Unavailable",
-                "The service is temporarily unavailable. Please try again.",
-            )
-        }
+        Err(e) => pages::unavailable(e),
     }
 }
 

@@ -1,15 +1,18 @@
-//! Protocol errors as RFC 6749 section 5.2 JSON responses.
+//! Where the HTTP layer turns errors into responses, in one place:
+//! protocol errors as RFC 6749 section 5.2 JSON ([`OAuthJson`]), and store
+//! failures behind a page as an HTML error page ([`PageError`]).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::protocol::OAuthError;
+use crate::protocol::{OAuthError, StoreError};
 
 /// An [`OAuthError`] at the HTTP edge of the JSON endpoints (token,
 /// introspection, revocation).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.code())]
 pub struct OAuthJson(pub OAuthError);
 
 impl From<OAuthError> for OAuthJson {
@@ -18,15 +21,9 @@ impl From<OAuthError> for OAuthJson {
     }
 }
 
-impl From<crate::protocol::StoreError> for OAuthJson {
-    fn from(e: crate::protocol::StoreError) -> Self {
+impl From<StoreError> for OAuthJson {
+    fn from(e: StoreError) -> Self {
         Self(OAuthError::from_store(e))
-    }
-}
-
-impl std::fmt::Display for OAuthJson {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.code())
     }
 }
 
@@ -69,5 +66,30 @@ impl ResponseError for OAuthJson {
             response.insert_header((header::RETRY_AFTER, retry_after_seconds.max(1).to_string()));
         }
         response.json(body)
+    }
+}
+
+/// A store failure behind a page: 503 when the database is down, else
+/// 500, as an HTML page. The cause goes to the log, never to the page.
+#[derive(Debug, thiserror::Error)]
+#[error("page unavailable: {0}")]
+pub struct PageError(#[from] pub StoreError);
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self.0 {
+            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Logs the cause.
+        let _ = OAuthError::from_store(self.0.clone());
+        super::pages::error(
+            self.status_code(),
+            "Unavailable",
+            "The service is temporarily unavailable. Please try again.",
+        )
     }
 }

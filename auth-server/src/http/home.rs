@@ -23,23 +23,9 @@ pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             ),
         ),
         Ok(None) => crate::pages::message_page("Not signed in", "Applications send you here to sign in."),
-        Err(e) => {
-            let error = crate::protocol::OAuthError::from_store(e);
-            return pages::error(
-                error_status(&error),
-                "Unavailable",
-                "The service is temporarily unavailable.",
-            );
-        }
+        Err(e) => return pages::unavailable(e),
     };
     pages::html(StatusCode::OK, body, &[])
-}
-
-pub fn error_status(error: &crate::protocol::OAuthError) -> StatusCode {
-    match error {
-        crate::protocol::OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }
 
 pub async fn stylesheet() -> HttpResponse {

@@ -42,15 +42,8 @@ pub fn redirect(location: &str, after_post: bool) -> HttpResponse {
         .finish()
 }
 
-/// The page for a store failure: 503 when the database is down, else 500.
+/// The page for a store failure (`PageError`).
 pub fn unavailable(e: crate::protocol::StoreError) -> HttpResponse {
-    let status = match crate::protocol::OAuthError::from_store(e) {
-        crate::protocol::OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(
-        status,
-        "Unavailable",
-        "The service is temporarily unavailable. Please try again.",
-    )
+    use actix_web::ResponseError as _;
+    super::error::PageError(e).error_response()
 }
