@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use oauth_common::db;
 
 pub use extract::{AuthError, Authorized, Challenge, Requirement};
 pub use verify::{Claims, Policy};
@@ -121,7 +122,7 @@ impl TokenValidator {
     async fn lookup_unknown(&self, kid: String) -> Lookup {
         let jwks = Arc::clone(&self.jwks);
         let wanted = kid.clone();
-        let lookup = actix_web::web::block(move || jwks.refresh_for_unknown(&wanted))
+        let lookup = db::run_blocking(move || jwks.refresh_for_unknown(&wanted))
             .await
             .unwrap_or(Lookup::IssuerUnreachable);
         if lookup != Lookup::InProgress {
@@ -143,7 +144,7 @@ impl TokenValidator {
         let mut backoff = Duration::from_millis(250);
         loop {
             let jwks = Arc::clone(&self.jwks);
-            match actix_web::web::block(move || jwks.refresh()).await {
+            match db::run_blocking(move || jwks.refresh()).await {
                 Ok(Ok(next)) => {
                     backoff = Duration::from_millis(250);
                     actix_web::rt::time::sleep(next).await;
