@@ -13,6 +13,7 @@ pub mod config;
 pub mod cors;
 pub mod db;
 pub mod headers;
+pub mod jwt;
 pub mod metrics;
 pub mod secret;
 pub mod telemetry;

@@ -70,10 +70,6 @@ impl TokenValidator {
         }
     }
 
-    fn leeway(&self) -> i64 {
-        i64::try_from(self.policy.leeway.as_secs()).unwrap_or(0)
-    }
-
     fn check(&self, token: &str) -> Result<Claims, VerifyError> {
         let keys = self.jwks.keys().ok_or(VerifyError::Invalid("no keys"))?;
         verify::verify(token, &keys, &self.policy, Utc::now())
@@ -85,7 +81,7 @@ impl TokenValidator {
     pub async fn validate(&self, token: &str) -> Result<Arc<Claims>, Failure> {
         let key = VerifiedCache::key(token);
         let now = Utc::now().timestamp();
-        if let Some(claims) = self.cache.get(&key, now, self.leeway())
+        if let Some(claims) = self.cache.get(&key, now, self.policy.leeway)
             && self.jwks.keys().is_some_and(|k| k.contains(&claims.kid))
         {
             return Ok(claims);
