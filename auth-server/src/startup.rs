@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use actix_web::web;
-use chrono::Utc;
+use oauth_common::Clock;
 use oauth_common::db::{self, PgPool, PoolOptions};
 use oauth_common::headers::HeaderPolicy;
 use oauth_common::metrics::Metrics;
@@ -102,7 +102,9 @@ pub fn load_keys(
     server_keys: &ServerKeys,
     settings: &Settings,
 ) -> Result<KeyManager, StartupError> {
-    let now = Utc::now();
+    // Start-up reads the system clock directly: there is no state yet.
+    let clock = Clock::system();
+    let now = clock.now();
     let created = storage::keys::insert_if_none(conn, || {
         Ok(keys::generate(&server_keys.signing_key_wrap, now, now)?)
     })
@@ -115,7 +117,7 @@ pub fn load_keys(
         &rows,
         server_keys.signing_key_wrap,
         settings.access_token_ttl,
-        Utc::now(),
+        clock.now(),
     )
     .map_err(|e| fail(e.0))
 }

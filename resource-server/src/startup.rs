@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::web;
+use oauth_common::Clock;
 use oauth_common::db::{self, PgPool, PoolOptions};
 use oauth_common::headers::HeaderPolicy;
 use oauth_common::metrics::Metrics;
@@ -46,11 +47,15 @@ impl Application {
     /// Builds the server; keys come from the issuer's JWKS over HTTP.
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
         let source = Box::new(HttpJwksSource::new(&settings.issuer));
-        Self::build_with_source(settings, source)
+        Self::build_with(settings, source, Clock::system())
     }
 
-    /// Builds the server with another key source (tests).
-    pub fn build_with_source(settings: Settings, source: Box<dyn JwksSource>) -> Result<Self, StartupError> {
+    /// Builds the server with another key source and clock (tests).
+    pub fn build_with(
+        settings: Settings,
+        source: Box<dyn JwksSource>,
+        clock: Clock,
+    ) -> Result<Self, StartupError> {
         let pool = open_database(&settings)?;
         let listeners = Listeners::bind(
             Address {
@@ -63,16 +68,19 @@ impl Application {
             },
         )?;
 
-        let jwks = Arc::new(JwksCache::new(source, UNKNOWN_KID_REFETCH_INTERVAL));
-        let validator = Arc::new(TokenValidator::new(
-            Arc::clone(&jwks),
-            Policy {
-                issuer: settings.issuer.clone(),
-                audience: settings.audience.clone(),
-                leeway: settings.leeway,
-                max_lifetime: settings.max_token_lifetime,
-            },
-        ));
+        let jwks = Arc::new(JwksCache::new(source, UNKNOWN_KID_REFETCH_INTERVAL).with_clock(clock.clone()));
+        let validator = Arc::new(
+            TokenValidator::new(
+                Arc::clone(&jwks),
+                Policy {
+                    issuer: settings.issuer.clone(),
+                    audience: settings.audience.clone(),
+                    leeway: settings.leeway,
+                    max_lifetime: settings.max_token_lifetime,
+                },
+            )
+            .with_clock(clock.clone()),
+        );
         let challenge = web::Data::new(Challenge {
             realm: "notes".to_owned(),
             resource_metadata: settings.resource_metadata_url(),
@@ -91,11 +99,13 @@ impl Application {
         let settings = web::Data::new(settings);
         let validator_data = web::Data::from(Arc::clone(&validator));
         let pool_data = web::Data::new(pool);
+        let clock_data = web::Data::new(clock);
         let servers = listeners.serve(options, move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(settings.clone())
                 .app_data(validator_data.clone())
                 .app_data(challenge.clone())
-                .app_data(pool_data.clone());
+                .app_data(pool_data.clone())
+                .app_data(clock_data.clone());
             crate::http::configure(cfg);
         })?;
         Ok(Self { servers, validator })

@@ -17,7 +17,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use oauth_common::Clock;
 use oauth_common::db;
 
 pub use extract::{AuthError, Authorized, Challenge, Requirement};
@@ -48,6 +48,7 @@ pub struct TokenValidator {
     pub jwks: Arc<JwksCache>,
     pub policy: Policy,
     cache: VerifiedCache,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for TokenValidator {
@@ -67,12 +68,19 @@ impl TokenValidator {
             jwks,
             policy,
             cache: VerifiedCache::new(CACHE_CAPACITY),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same validator judging token times by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn check(&self, token: &str) -> Result<Claims, VerifyError> {
         let keys = self.jwks.keys().ok_or(VerifyError::Invalid("no keys"))?;
-        verify::verify(token, &keys, &self.policy, Utc::now())
+        verify::verify(token, &keys, &self.policy, self.clock.now())
     }
 
     /// Validates a bearer token. A `kid` we do not know triggers at most one
@@ -80,7 +88,7 @@ impl TokenValidator {
     /// checked again or refused.
     pub async fn validate(&self, token: &str) -> Result<Arc<Claims>, Failure> {
         let key = VerifiedCache::key(token);
-        let now = Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         if let Some(claims) = self.cache.get(&key, now, self.policy.leeway)
             && self.jwks.keys().is_some_and(|k| k.contains(&claims.kid))
         {
