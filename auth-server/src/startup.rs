@@ -4,19 +4,16 @@
 //! server.
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
-use chrono::Utc;
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use oauth_common::Clock;
 use oauth_common::db::{self, PgPool, PoolOptions};
-use oauth_common::headers::{self, HeaderPolicy};
-use oauth_common::metrics::{self, Metrics};
-use oauth_common::telemetry::{self, RootSpan};
-use tracing_actix_web::TracingLogger;
+use oauth_common::headers::HeaderPolicy;
+use oauth_common::metrics::Metrics;
+use oauth_common::server::{self, Address, Listeners, Servers};
 
 use crate::config::{KeyEncryptionKeySource, Settings};
 use crate::crypto::{self, ServerKeys};
@@ -105,7 +102,9 @@ pub fn load_keys(
     server_keys: &ServerKeys,
     settings: &Settings,
 ) -> Result<KeyManager, StartupError> {
-    let now = Utc::now();
+    // Start-up reads the system clock directly: there is no state yet.
+    let clock = Clock::system();
+    let now = clock.now();
     let created = storage::keys::insert_if_none(conn, || {
         Ok(keys::generate(&server_keys.signing_key_wrap, now, now)?)
     })
@@ -118,21 +117,14 @@ pub fn load_keys(
         &rows,
         server_keys.signing_key_wrap,
         settings.access_token_ttl,
-        Utc::now(),
+        clock.now(),
     )
     .map_err(|e| fail(e.0))
 }
 
-fn bind(what: &str, address: &str) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(address).map_err(|e| fail(format!("cannot listen on {address} ({what}): {e}")))
-}
-
 /// A built, bound, not yet running server.
 pub struct Application {
-    port: u16,
-    admin_port: u16,
-    server: Server,
-    admin: Server,
+    servers: Servers,
     state: web::Data<AppState>,
 }
 
@@ -148,89 +140,58 @@ impl Application {
             load_keys(&mut conn, &server_keys, &settings)?
         };
 
-        let listener = bind("AUTH_LISTEN", &settings.listen)?;
-        let admin_listener = bind("AUTH_ADMIN_LISTEN", &settings.admin_listen)?;
-        let port = listener.local_addr().map_err(|e| fail(e.to_string()))?.port();
-        let admin_port = admin_listener
-            .local_addr()
-            .map_err(|e| fail(e.to_string()))?
-            .port();
+        let listeners = Listeners::bind(
+            Address {
+                address: &settings.listen,
+                setting: "AUTH_LISTEN",
+            },
+            Address {
+                address: &settings.admin_listen,
+                setting: "AUTH_ADMIN_LISTEN",
+            },
+        )?;
 
         let metrics = Arc::new(Metrics::new("auth"));
-        let header_policy = web::Data::new(HeaderPolicy {
-            hsts: settings.issuer.is_https(),
-        });
-        let workers = settings.workers;
-        let pool_size = settings.pool_size;
+        let options = server::Options {
+            workers: settings.workers,
+            blocking_pool: Some(settings.pool_size),
+            headers: HeaderPolicy {
+                hsts: settings.issuer.is_https(),
+            },
+            metrics: Arc::clone(&metrics),
+            pool: pool.clone(),
+            ready: None,
+        };
         let state = web::Data::new(
-            AppState::new(
-                settings,
-                pool.clone(),
-                Arc::new(keys),
-                server_keys,
-                Arc::clone(&metrics),
-            )
-            .map_err(|e| fail(e.to_string()))?,
+            AppState::new(settings, pool, Arc::new(keys), server_keys, metrics)
+                .map_err(|e| fail(e.to_string()))?,
         );
-        let metrics_data = web::Data::from(Arc::clone(&metrics));
-
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(metrics_data.clone())
-                .app_data(header_policy.clone())
-                .configure(crate::http::configure)
-                .wrap(from_fn(headers::security_headers))
-                .wrap(from_fn(metrics::record))
-                .wrap(from_fn(telemetry::request_id_header))
-                .wrap(TracingLogger::<RootSpan>::new())
-        });
-        let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        // Blocking threads only wait for database connections; more than the
-        // pool can serve (across all workers) would only hold memory.
-        let pool_size = usize::try_from(pool_size).unwrap_or(16);
-        server = server
-            .workers(workers)
-            .worker_max_blocking_threads((pool_size / workers.max(1)).max(2));
-        let server = server.listen(listener).map_err(|e| fail(e.to_string()))?.run();
-        let admin = oauth_common::admin::server(admin_listener, pool, metrics, None)
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(Self {
-            port,
-            admin_port,
-            server,
-            admin,
-            state,
-        })
+        let servers = listeners.serve(options, move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(app_state.clone());
+            crate::http::configure(cfg);
+        })?;
+        Ok(Self { servers, state })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.servers.port()
     }
 
     pub fn admin_port(&self) -> u16 {
-        self.admin_port
+        self.servers.admin_port()
     }
 
     /// Handles to stop both listeners.
     pub fn handles(&self) -> (ServerHandle, ServerHandle) {
-        (self.server.handle(), self.admin.handle())
+        self.servers.handles()
     }
 
-    /// Serves until either listener stops; runs the background tasks
-    /// (key reload, cleanup) meanwhile. Must run inside an actix system.
+    /// Serves until stopped; runs the background tasks (key reload,
+    /// cleanup) meanwhile. Must run inside an actix system.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let background = crate::background::spawn(self.state.clone());
-        let admin_handle = self.admin.handle();
-        let server_handle = self.server.handle();
-        let admin = actix_web::rt::spawn(self.admin);
-        let result = self.server.await;
-        admin_handle.stop(true).await;
-        server_handle.stop(true).await;
-        let _ = admin.await;
-        background.abort();
-        result
+        self.servers.run_until_stopped(background).await
     }
 
     /// The shared state, for tests that inspect or poke the running server.

@@ -23,10 +23,9 @@ struct AdminState {
 
 async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
     let pool = state.pool.clone();
-    let healthy =
-        db::blocking(move || Ok::<_, db::BlockingJoinError>(db::ping(&pool, Duration::from_secs(1))))
-            .await
-            .unwrap_or(false);
+    let healthy = db::run_blocking(move || db::ping(&pool, Duration::from_secs(1)))
+        .await
+        .unwrap_or(false);
     let ready = state.ready.as_ref().is_none_or(|check| check());
     if healthy && ready {
         HttpResponse::Ok()

@@ -309,34 +309,51 @@ where
     .await
 }
 
-/// Runs a blocking closure (a query, a password hash) on the blocking pool,
-/// keeping the current tracing span.
-pub async fn blocking<T, E, F>(f: F) -> Result<T, E>
+/// Runs a blocking closure (a query, a password hash, an HTTP fetch) on the
+/// blocking pool, keeping the current tracing span, and returns what it
+/// returned. The one place either server leaves the async workers.
+pub async fn run_blocking<T, F>(f: F) -> Result<T, BlockingJoinError>
 where
-    F: FnOnce() -> Result<T, E> + Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
-    E: Send + 'static + From<BlockingJoinError>,
 {
     let span = tracing::Span::current();
     let handle = actix_web::rt::task::spawn_blocking(move || {
         let _entered = span.enter();
         f()
     });
-    match handle.instrument(tracing::Span::current()).await {
-        Ok(result) => result,
-        Err(join) => Err(E::from(BlockingJoinError(join.to_string()))),
-    }
+    handle
+        .instrument(tracing::Span::current())
+        .await
+        .map_err(|join| BlockingJoinError(join.to_string()))
+}
+
+/// [`run_blocking`] for a fallible closure: its error, or the join error
+/// turned into the same type.
+pub async fn blocking<T, E, F>(f: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static + From<BlockingJoinError>,
+{
+    run_blocking(f).await.unwrap_or_else(|join| Err(E::from(join)))
 }
 
 /// A blocking task panicked or was cancelled.
 #[derive(Debug)]
 pub struct BlockingJoinError(pub String);
 
+impl fmt::Display for BlockingJoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blocking task failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for BlockingJoinError {}
+
 impl From<BlockingJoinError> for DbError {
     fn from(e: BlockingJoinError) -> Self {
-        DbError::Query(diesel::result::Error::QueryBuilderError(
-            format!("blocking task failed: {}", e.0).into(),
-        ))
+        DbError::Query(diesel::result::Error::QueryBuilderError(e.to_string().into()))
     }
 }
 

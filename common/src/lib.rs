@@ -2,8 +2,9 @@
 //!
 //! Each server owns its settings, storage and HTTP surface; this crate holds
 //! only what both need in the same shape: the settings source (`X_FILE`
-//! secrets, config files), the Postgres pool and migration runner, telemetry,
-//! security headers, metrics and the admin listener.
+//! secrets, config files), the Postgres pool, migration runner and blocking
+//! runner, telemetry, security headers, metrics, the listeners and their
+//! middleware (`server`, `admin`), the clock, and the JWT claim rules.
 
 #![forbid(unsafe_code)]
 
@@ -13,8 +14,10 @@ pub mod config;
 pub mod cors;
 pub mod db;
 pub mod headers;
+pub mod jwt;
 pub mod metrics;
 pub mod secret;
+pub mod server;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]

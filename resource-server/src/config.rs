@@ -85,7 +85,10 @@ impl Settings {
             })
             .transpose()?
             .unwrap_or_default();
-        let leeway: u64 = source.parse_or("RESOURCE_LEEWAY_SECONDS", 30)?;
+        let leeway: u64 = source.parse_or(
+            "RESOURCE_LEEWAY_SECONDS",
+            oauth_common::jwt::DEFAULT_LEEWAY.as_secs(),
+        )?;
         if leeway > 300 {
             return Err(ConfigError("RESOURCE_LEEWAY_SECONDS: at most 300".into()));
         }

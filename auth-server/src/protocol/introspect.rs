@@ -1,9 +1,10 @@
 //! Token introspection (RFC 7662) for resource servers.
 //!
 //! Access tokens are checked like a resource server would (signature with a
-//! published key, `typ`, `iss`, `exp`) and then against revocation: their
-//! `jti` (RFC 7009) and their grant (`sid`: revoked by refresh-token reuse,
-//! code replay or logout). Refresh tokens are looked up in the database.
+//! published key, `typ`, then `iss`, `exp`, `iat` and `nbf` by the same
+//! rules and leeway as the resource server: [`oauth_common::jwt`]) and then
+//! against revocation: their `jti` (RFC 7009) and their grant (`sid`:
+//! revoked by refresh-token reuse, code replay or logout). Refresh tokens are looked up in the database.
 //! Anything not active is exactly `{"active": false}`; `token_type_hint`
 //! only changes the order of the lookups.
 //!
@@ -14,6 +15,7 @@
 //! one, so one resource server cannot read another's tokens.
 
 use chrono::{DateTime, Utc};
+use oauth_common::jwt::{self, TimeRules};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -58,6 +60,15 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
 
+/// How our own access tokens' times are judged: with the resource server's
+/// default leeway, since another instance, whose clock may differ a little,
+/// can have signed them. Their lifetime is ours to choose, so not bounded
+/// here.
+const TIME_RULES: TimeRules = TimeRules {
+    leeway: jwt::DEFAULT_LEEWAY,
+    max_lifetime: None,
+};
+
 /// The claims of an access token we issued, if it is currently valid apart
 /// from revocation.
 pub fn valid_access_claims(
@@ -67,13 +78,8 @@ pub fn valid_access_claims(
     now: DateTime<Utc>,
 ) -> Option<(Map<String, Value>, Uuid, Option<Uuid>)> {
     let claims = verifier.verify(token, now)?;
-    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return None;
-    }
-    let exp = claims.get("exp").and_then(Value::as_i64)?;
-    if exp <= now.timestamp() {
-        return None;
-    }
+    jwt::check_issuer(&claims, issuer).ok()?;
+    jwt::check_times(&claims, now, &TIME_RULES).ok()?;
     let jti = claims
         .get("jti")
         .and_then(Value::as_str)
@@ -85,17 +91,19 @@ pub fn valid_access_claims(
     Some((claims, jti, family))
 }
 
+/// When introspection stops calling a token with these claims active: its
+/// `exp` plus the leeway. A revocation must be kept until then.
+pub fn active_until(claims: &Map<String, Value>) -> Option<DateTime<Utc>> {
+    let end = jwt::expired_from(jwt::number(claims, "exp")?, TIME_RULES.leeway);
+    Some(DateTime::from_timestamp(end, 0).unwrap_or(DateTime::<Utc>::MAX_UTC))
+}
+
 /// Whether an access token's claims are meant for `caller`.
 fn meant_for(claims: &Map<String, Value>, caller: &Client) -> bool {
     if claims.get("client_id").and_then(Value::as_str) == Some(caller.client_id.as_str()) {
         return true;
     }
-    let names = |aud: &str| caller.audiences.iter().any(|a| a == aud);
-    match claims.get("aud") {
-        Some(Value::String(aud)) => names(aud),
-        Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(names),
-        _ => false,
-    }
+    jwt::audiences(claims).any(|aud| caller.audiences.iter().any(|a| a == aud))
 }
 
 /// One introspection request.
@@ -203,4 +211,134 @@ pub fn introspect(
         }
     };
     Ok(found.unwrap_or_else(inactive))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::registration::ClientRegistration;
+
+    const ISSUER: &str = "https://auth.example.com";
+    const AUDIENCE: &str = "https://api.example.com/api";
+    const NOW: i64 = 1_800_000_000;
+    const JTI: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+    fn at(t: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(t, 0).unwrap()
+    }
+
+    /// Accepts any token the test registered, as if its signature were good.
+    struct Signed(HashMap<String, Map<String, Value>>);
+
+    impl AccessTokenVerifier for Signed {
+        fn verify(&self, token: &str, _now: DateTime<Utc>) -> Option<Map<String, Value>> {
+            self.0.get(token).cloned()
+        }
+    }
+
+    /// Nothing is revoked and there are no refresh tokens.
+    struct Empty;
+
+    impl IntrospectionStore for Empty {
+        fn access_token_revoked(&mut self, _: Uuid, _: Option<Uuid>) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        fn refresh_token_info(&mut self, _: &[u8]) -> Result<Option<RefreshInfo>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn caller() -> Client {
+        ClientRegistration {
+            name: "notes api".into(),
+            confidential: true,
+            allow_introspection: true,
+            audiences: vec![AUDIENCE.into()],
+            ..Default::default()
+        }
+        .check(AUDIENCE)
+        .unwrap()
+        .client
+    }
+
+    fn claims() -> Map<String, Value> {
+        json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "client_id": "spa",
+            "jti": JTI, "iat": NOW - 60, "exp": NOW + 540, "scope": "profile",
+        })
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn set(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        let mut c = claims();
+        for (name, value) in pairs {
+            c.insert((*name).to_owned(), value.clone());
+        }
+        c
+    }
+
+    fn without(name: &str) -> Map<String, Value> {
+        let mut c = claims();
+        c.remove(name);
+        c
+    }
+
+    /// Whether the token with these claims introspects as active at `now`.
+    fn active(claims: Map<String, Value>, now: i64) -> bool {
+        let verifier = Signed(HashMap::from([("a.b.c".to_owned(), claims)]));
+        let caller = caller();
+        let request = Request {
+            token: "a.b.c",
+            hint: None,
+            caller: &caller,
+            issuer: ISSUER,
+        };
+        let answer = introspect(&request, &verifier, &mut Empty, at(now)).unwrap();
+        if answer == inactive() {
+            return false;
+        }
+        assert_eq!(answer["active"], true, "{answer}");
+        true
+    }
+
+    #[test]
+    fn a_current_token_meant_for_the_caller_is_active() {
+        assert!(active(claims(), NOW));
+        assert!(!active(set(&[("aud", json!("https://other.example"))]), NOW));
+        assert!(!active(set(&[("iss", json!("https://evil.example"))]), NOW));
+    }
+
+    #[test]
+    fn an_access_token_expired_within_the_leeway_is_still_active() {
+        assert!(active(set(&[("exp", json!(NOW - 29))]), NOW));
+        assert!(!active(set(&[("exp", json!(NOW - 30))]), NOW));
+        assert!(!active(without("exp"), NOW));
+    }
+
+    #[test]
+    fn an_access_token_with_nbf_beyond_the_leeway_is_inactive() {
+        assert!(active(set(&[("nbf", json!(NOW + 30))]), NOW));
+        assert!(!active(set(&[("nbf", json!(NOW + 31))]), NOW));
+    }
+
+    #[test]
+    fn an_access_token_issued_far_in_the_future_is_inactive() {
+        let issued = |iat: i64| set(&[("iat", json!(iat)), ("exp", json!(iat + 600))]);
+        assert!(active(issued(NOW + 30), NOW));
+        assert!(!active(issued(NOW + 31), NOW));
+        assert!(!active(issued(NOW + 86_400), NOW));
+        assert!(!active(without("iat"), NOW));
+    }
+
+    #[test]
+    fn a_revocation_is_kept_as_long_as_the_leeway_keeps_the_token_active() {
+        let until = active_until(&claims()).unwrap();
+        assert_eq!(until, at(NOW + 540 + 30));
+        assert!(active(claims(), until.timestamp() - 1));
+        assert!(!active(claims(), until.timestamp()));
+    }
 }

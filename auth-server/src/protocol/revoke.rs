@@ -4,14 +4,14 @@
 //!
 //! A refresh token revokes its whole family (and so the access tokens of
 //! that grant, for introspection). An access token has its `jti` recorded
-//! until it expires.
+//! until it expires and introspection's leeway is over.
 
-use chrono::{DateTime, TimeZone as _, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
 use super::grants::{FamilyStore, RevocationReason};
-use super::introspect::{AccessTokenVerifier, looks_like_jwt, valid_access_claims};
+use super::introspect::{AccessTokenVerifier, active_until, looks_like_jwt, valid_access_claims};
 use crate::crypto;
 use crate::model::Client;
 
@@ -48,12 +48,8 @@ pub fn revoke(
         if claims.get("client_id").and_then(|v| v.as_str()) != Some(client.client_id.as_str()) {
             return Ok(Revoked::Nothing);
         }
-        let exp = claims
-            .get("exp")
-            .and_then(|v| v.as_i64())
-            .and_then(|e| Utc.timestamp_opt(e, 0).single())
-            .unwrap_or(now);
-        store.revoke_access_token(jti, exp)?;
+        // Kept while introspection's leeway could still call it active.
+        store.revoke_access_token(jti, active_until(&claims).unwrap_or(now))?;
         Ok(Revoked::AccessToken)
     };
     let try_refresh = |store: &mut dyn RevocationStore| -> Result<Revoked, StoreError> {

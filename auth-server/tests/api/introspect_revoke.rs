@@ -144,7 +144,7 @@ fn expired_access_token_is_exactly_inactive() {
 }
 
 #[test]
-fn access_token_becomes_inactive_when_its_lifetime_ends() {
+fn access_token_becomes_inactive_when_its_lifetime_and_the_leeway_end() {
     let app = spawn_app_with(|env| {
         env.insert("AUTH_ACCESS_TOKEN_TTL".into(), "1".into());
     });
@@ -160,7 +160,13 @@ fn access_token_becomes_inactive_when_its_lifetime_ends() {
         assert!(std::time::Instant::now() < deadline, "clock did not pass exp");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(app.introspect(&introspector, access(&tokens)), inactive());
+    // Past `exp`, within the clock-skew leeway the resource server allows too.
+    assert_eq!(app.introspect(&introspector, access(&tokens))["active"], true);
+    let leeway = i64::try_from(oauth_common::jwt::DEFAULT_LEEWAY.as_secs()).unwrap();
+    let beyond = resign(&app, access(&tokens), |c| {
+        c.insert("exp".into(), json!(Utc::now().timestamp() - leeway));
+    });
+    assert_eq!(app.introspect(&introspector, &beyond), inactive());
 }
 
 #[test]

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{TimeZone as _, Utc};
+use oauth_common::Clock;
 use oauth_common::db::{self, PgPool};
 use serde::Deserialize;
 use serde_json::json;
@@ -147,14 +148,16 @@ pub async fn list(
 pub async fn create(
     auth: Authorized<WriteNotes>,
     pool: web::Data<PgPool>,
+    clock: web::Data<Clock>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let input: NoteInput = read_json(&req, payload).await?;
     validate(&input)?;
     let owner = auth.claims.sub.clone();
+    let now = clock.now();
     let note = run(&pool, move |conn| {
-        notes::insert(conn, &owner, &input.title, &input.body, Utc::now())
+        notes::insert(conn, &owner, &input.title, &input.body, now)
     })
     .await?;
     Ok(HttpResponse::Created()
@@ -178,6 +181,7 @@ pub async fn get(
 pub async fn replace(
     auth: Authorized<WriteNotes>,
     pool: web::Data<PgPool>,
+    clock: web::Data<Clock>,
     id: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
@@ -186,8 +190,9 @@ pub async fn replace(
     let input: NoteInput = read_json(&req, payload).await?;
     validate(&input)?;
     let owner = auth.claims.sub.clone();
+    let now = clock.now();
     match run(&pool, move |conn| {
-        notes::update(conn, id, &owner, &input.title, &input.body, Utc::now())
+        notes::update(conn, id, &owner, &input.title, &input.body, now)
     })
     .await?
     {
@@ -248,7 +253,7 @@ mod tests {
             title: "t".into(),
             body: String::new(),
             created_at: Utc.timestamp_micros(1_800_000_000_123_456).single().unwrap(),
-            updated_at: Utc::now(),
+            updated_at: Utc.timestamp_micros(1_800_000_000_123_456).single().unwrap(),
         };
         let cursor = decode_cursor(&encode_cursor(&note)).unwrap();
         assert_eq!(cursor.id, note.id);

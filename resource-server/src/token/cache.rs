@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use oauth_common::jwt;
 
 use super::verify::Claims;
 
@@ -32,12 +35,15 @@ impl VerifiedCache {
 
     /// The claims if the token was verified and has not expired (`now`
     /// in Unix seconds; `leeway` as the verifier applies it).
-    pub fn get(&self, key: &[u8; 32], now: i64, leeway: i64) -> Option<Arc<Claims>> {
+    pub fn get(&self, key: &[u8; 32], now: i64, leeway: Duration) -> Option<Arc<Claims>> {
         let entries = match self.entries.read() {
             Ok(e) => e,
             Err(poisoned) => poisoned.into_inner(),
         };
-        entries.get(key).filter(|c| c.exp + leeway > now).cloned()
+        entries
+            .get(key)
+            .filter(|c| !jwt::expired(c.exp, now, leeway))
+            .cloned()
     }
 
     pub fn insert(&self, key: [u8; 32], claims: Arc<Claims>, now: i64) {
@@ -90,8 +96,10 @@ mod tests {
         let cache = VerifiedCache::new(10);
         let key = VerifiedCache::key("t");
         cache.insert(key, claims(100), 0);
-        assert!(cache.get(&key, 99, 0).is_some());
-        assert!(cache.get(&key, 100, 0).is_none());
+        assert!(cache.get(&key, 99, Duration::ZERO).is_some());
+        assert!(cache.get(&key, 100, Duration::ZERO).is_none());
+        assert!(cache.get(&key, 129, Duration::from_secs(30)).is_some());
+        assert!(cache.get(&key, 130, Duration::from_secs(30)).is_none());
     }
 
     #[test]

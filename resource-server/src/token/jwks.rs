@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use oauth_common::Clock;
 use serde_json::Value;
 
 use super::verify::KeySet;
@@ -41,6 +42,7 @@ pub struct JwksCache {
     fetches: AtomicU64,
     /// Whether the most recent fetch (of any kind) failed.
     last_fetch_failed: AtomicBool,
+    clock: Clock,
 }
 
 /// What a refetch for an unknown `kid` found.
@@ -80,7 +82,14 @@ impl JwksCache {
             min_refetch_interval,
             fetches: AtomicU64::new(0),
             last_fetch_failed: AtomicBool::new(false),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same cache timing its refetch interval on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The current keys, or `None` before the first successful fetch.
@@ -162,9 +171,10 @@ impl JwksCache {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            let due = last.is_none_or(|at| at.elapsed() >= self.min_refetch_interval);
+            let now = self.clock.instant();
+            let due = last.is_none_or(|at| now.saturating_duration_since(at) >= self.min_refetch_interval);
             if due {
-                *last = Some(Instant::now());
+                *last = Some(now);
             }
             due
         };

@@ -17,7 +17,8 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use oauth_common::Clock;
+use oauth_common::db;
 
 pub use extract::{AuthError, Authorized, Challenge, Requirement};
 pub use verify::{Claims, Policy};
@@ -47,6 +48,7 @@ pub struct TokenValidator {
     pub jwks: Arc<JwksCache>,
     pub policy: Policy,
     cache: VerifiedCache,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for TokenValidator {
@@ -66,16 +68,19 @@ impl TokenValidator {
             jwks,
             policy,
             cache: VerifiedCache::new(CACHE_CAPACITY),
+            clock: Clock::system(),
         }
     }
 
-    fn leeway(&self) -> i64 {
-        i64::try_from(self.policy.leeway.as_secs()).unwrap_or(0)
+    /// The same validator judging token times by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn check(&self, token: &str) -> Result<Claims, VerifyError> {
         let keys = self.jwks.keys().ok_or(VerifyError::Invalid("no keys"))?;
-        verify::verify(token, &keys, &self.policy, Utc::now())
+        verify::verify(token, &keys, &self.policy, self.clock.now())
     }
 
     /// Validates a bearer token. A `kid` we do not know triggers at most one
@@ -83,8 +88,8 @@ impl TokenValidator {
     /// checked again or refused.
     pub async fn validate(&self, token: &str) -> Result<Arc<Claims>, Failure> {
         let key = VerifiedCache::key(token);
-        let now = Utc::now().timestamp();
-        if let Some(claims) = self.cache.get(&key, now, self.leeway())
+        let now = self.clock.now().timestamp();
+        if let Some(claims) = self.cache.get(&key, now, self.policy.leeway)
             && self.jwks.keys().is_some_and(|k| k.contains(&claims.kid))
         {
             return Ok(claims);
@@ -121,7 +126,7 @@ impl TokenValidator {
     async fn lookup_unknown(&self, kid: String) -> Lookup {
         let jwks = Arc::clone(&self.jwks);
         let wanted = kid.clone();
-        let lookup = actix_web::web::block(move || jwks.refresh_for_unknown(&wanted))
+        let lookup = db::run_blocking(move || jwks.refresh_for_unknown(&wanted))
             .await
             .unwrap_or(Lookup::IssuerUnreachable);
         if lookup != Lookup::InProgress {
@@ -143,7 +148,7 @@ impl TokenValidator {
         let mut backoff = Duration::from_millis(250);
         loop {
             let jwks = Arc::clone(&self.jwks);
-            match actix_web::web::block(move || jwks.refresh()).await {
+            match db::run_blocking(move || jwks.refresh()).await {
                 Ok(Ok(next)) => {
                     backoff = Duration::from_millis(250);
                     actix_web::rt::time::sleep(next).await;
