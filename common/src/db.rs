@@ -26,11 +26,13 @@ pub type PooledConn = r2d2::PooledConnection<ConnectionManager<PgConnection>>;
 pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A database failure as the rest of the program needs to see it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No working connection: Postgres is down or unreachable.
+    #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A query failed for another reason. The text is for logs only.
+    #[error("database query failed: {0}")]
     Query(diesel::result::Error),
 }
 
@@ -51,17 +53,6 @@ impl DbError {
         )
     }
 }
-
-impl fmt::Display for DbError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DbError::Unavailable(cause) => write!(f, "database unavailable: {cause}"),
-            DbError::Query(e) => write!(f, "database query failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for DbError {}
 
 impl From<diesel::result::Error> for DbError {
     fn from(e: diesel::result::Error) -> Self {

@@ -2,7 +2,13 @@
 //! auth-server and a resource-server, each on its own fresh database, on
 //! free loopback ports.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests set up data at the wall-clock time the servers under test read.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::HashMap;
 use std::thread::JoinHandle;

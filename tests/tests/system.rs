@@ -1,6 +1,12 @@
 //! The real auth-server and the real resource-server together.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests set up data at the wall-clock time the servers under test read.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use e2e::{Stack, http};
 use serde_json::json;

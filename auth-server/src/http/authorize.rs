@@ -49,7 +49,7 @@ fn render(req: &HttpRequest, view: Result<View, StoreError>, after_post: bool) -
             });
             pages::html(StatusCode::OK, body, &form_origins)
         }
-        Err(e) => pages::unavailable(e),
+        Err(e) => super::error::unavailable(e),
     }
 }
 

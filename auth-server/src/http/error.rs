@@ -93,3 +93,8 @@ impl ResponseError for PageError {
         )
     }
 }
+
+/// The page for a store failure.
+pub fn unavailable(e: StoreError) -> HttpResponse {
+    PageError(e).error_response()
+}

@@ -3,17 +3,11 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{find_session, pages, session_cookie};
+use super::{pages, session_cookie};
 use crate::state::AppState;
 
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let raw = session_cookie(&req, &state);
-    let idle = state.settings.session_idle_ttl;
-    let now = state.clock.now();
-    let session = crate::storage::run(&state.pool, move |store| {
-        find_session(store, raw.as_deref(), now, idle)
-    })
-    .await;
+    let session = crate::policy::session::current(&state, session_cookie(&req, &state)).await;
     let body = match session {
         Ok(Some(session)) => crate::pages::message_page(
             "Signed in",
@@ -23,7 +17,7 @@ pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             ),
         ),
         Ok(None) => crate::pages::message_page("Not signed in", "Applications send you here to sign in."),
-        Err(e) => return pages::unavailable(e),
+        Err(e) => return super::error::unavailable(e),
     };
     pages::html(StatusCode::OK, body, &[])
 }

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::token::{authenticated_client, token_and_hint};
 use super::{OAuthJson, limits};
 use crate::domain::ClientKind;
-use crate::protocol::introspect;
+use crate::policy::tokens;
 use crate::protocol::{OAuthError, Params};
 use crate::state::AppState;
 
@@ -36,23 +36,7 @@ async fn answer(
         .into());
     }
     let (token, hint) = token_and_hint(&params)?;
-    let st = state.clone();
-    let now = state.clock.now();
-    let answer = crate::storage::run(&state.pool, move |store| {
-        let keys = st.keys.snapshot();
-        introspect::introspect(
-            &introspect::Request {
-                token: &token,
-                hint: hint.as_deref(),
-                caller: &client,
-                issuer: &st.policy.issuer,
-            },
-            keys.as_ref(),
-            store,
-            now,
-        )
-    })
-    .await?;
+    let answer = tokens::introspect(state, token, hint, client, state.clock.now()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(answer))

@@ -120,18 +120,9 @@ impl Guard {
             OAuthError::InvalidGrant(_) => None,
             _ => return,
         };
-        let st = state.clone();
-        let ip_key = self.ip_key.clone();
-        let now = state.clock.now();
-        let recorded = crate::storage::run(&state.pool, move |store| {
-            st.limits
-                .record_failure(store.conn, Kind::Address, &ip_key, now)?;
-            if let Some(key) = client_key {
-                st.limits.record_failure(store.conn, Kind::Client, &key, now)?;
-            }
-            Ok(())
-        })
-        .await;
+        let mut keys = vec![(Kind::Address, self.ip_key.clone())];
+        keys.extend(client_key.map(|key| (Kind::Client, key)));
+        let recorded = crate::policy::record_failures(state, keys).await;
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "could not count a failed request against its limits");
         }

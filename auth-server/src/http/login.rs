@@ -7,7 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::client_ip::client_ip;
-use super::pages::unavailable;
+use super::error::unavailable;
 use super::{cookies, pages, query_params, session_cookie};
 use crate::pages::{LoginPage, login_page};
 use crate::policy::login::{self, Attempt, Context, Form, Outcome, Refusal};

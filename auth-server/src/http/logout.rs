@@ -27,7 +27,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     .await
     {
         Ok(confirmation) => confirmation,
-        Err(e) => return pages::unavailable(e),
+        Err(e) => return super::error::unavailable(e),
     };
     let action = if req.query_string().is_empty() {
         "/logout".to_owned()
@@ -78,7 +78,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
                 "The sign-out form expired. Open the sign-out page again.",
             );
         }
-        Err(e) => return pages::unavailable(e),
+        Err(e) => return super::error::unavailable(e),
     };
     let mut response = match destination {
         Some(location) => pages::redirect(&location, true),

@@ -6,7 +6,7 @@ pub mod client_ip;
 pub mod cookies;
 pub mod cors;
 pub mod discovery;
-mod error;
+pub mod error;
 mod home;
 mod introspect;
 pub mod limits;
@@ -151,5 +151,3 @@ pub fn form_params(body: &[u8]) -> Option<Params> {
 pub fn session_cookie(req: &HttpRequest, state: &AppState) -> Option<String> {
     cookies::read(req, state.cookies.session)
 }
-
-pub use crate::policy::session::find_session;

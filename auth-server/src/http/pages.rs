@@ -41,9 +41,3 @@ pub fn redirect(location: &str, after_post: bool) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish()
 }
-
-/// The page for a store failure (`PageError`).
-pub fn unavailable(e: crate::protocol::StoreError) -> HttpResponse {
-    use actix_web::ResponseError as _;
-    super::error::PageError(e).error_response()
-}

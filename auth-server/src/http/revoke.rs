@@ -7,8 +7,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::token::{authenticated_client, token_and_hint};
 use super::{OAuthJson, limits};
 use crate::audit::{self, Event};
+use crate::policy::tokens;
 use crate::protocol::Params;
-use crate::protocol::revoke::{self, Revoked};
+use crate::protocol::revoke::Revoked;
 use crate::state::AppState;
 
 pub async fn revoke(
@@ -31,21 +32,7 @@ async fn answer(
     let client = authenticated_client(req, state, &params).await?;
     let client_id = client.client_id.clone();
     let (token, hint) = token_and_hint(&params)?;
-    let st = state.clone();
-    let now = state.clock.now();
-    let revoked = crate::storage::run(&state.pool, move |store| {
-        let keys = st.keys.snapshot();
-        revoke::revoke(
-            &token,
-            hint.as_deref(),
-            &client,
-            &st.policy.issuer,
-            keys.as_ref(),
-            store,
-            now,
-        )
-    })
-    .await?;
+    let revoked = tokens::revoke(state, token, hint, client, state.clock.now()).await?;
     let detail = match revoked {
         Revoked::RefreshFamily => Some("refresh token revoked with its family"),
         Revoked::AccessToken => Some("access token revoked"),

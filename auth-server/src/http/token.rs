@@ -11,21 +11,13 @@ use super::limits::{self, Guard};
 use crate::audit::{self, Event};
 use crate::domain::GrantType;
 use crate::model::Client;
+use crate::policy::tokens;
 use crate::protocol::client_auth;
 use crate::protocol::client_credentials;
-use crate::protocol::engine::{self, CodeExchange};
-use crate::protocol::refresh::{self, RefreshOutcome, RefreshRequest, RefreshStore as _};
+use crate::protocol::refresh::{self, RefreshOutcome};
 use crate::protocol::tokens::TokenResponse;
 use crate::protocol::{OAuthError, Params};
 use crate::state::AppState;
-
-/// The client from the cache, or from the database on a miss.
-pub async fn load_client(
-    state: &web::Data<AppState>,
-    client_id: &str,
-) -> Result<Option<Arc<Client>>, OAuthJson> {
-    Ok(state.clients.load(&state.pool, client_id).await?)
-}
 
 /// The `token` and `token_type_hint` of an introspection or revocation
 /// request.
@@ -50,7 +42,7 @@ pub async fn authenticated_client(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let credentials = client_auth::extract(authorization, params)?;
-    let client = load_client(state, credentials.client_id()).await?;
+    let client = state.clients.load(&state.pool, credentials.client_id()).await?;
     client_auth::authenticate(&credentials, client.as_deref())?;
     Ok(client.ok_or(OAuthError::InvalidClient {
         used_basic: credentials.used_basic(),
@@ -102,47 +94,10 @@ async fn grant(
     }
     let now = state.clock.now();
     let response = match grant {
-        GrantType::AuthorizationCode => {
-            let st = state.clone();
-            crate::storage::run(&state.pool, move |store| {
-                let signer = st.keys.snapshot();
-                // One transaction: the code stays locked until the tokens
-                // are stored, so a replay arriving meanwhile waits and then
-                // revokes them (OAuth 2.1 section 4.1.3). Refusals commit
-                // too: a spent code stays spent.
-                store.in_transaction(|store| {
-                    Ok(engine::exchange_code(
-                        &CodeExchange {
-                            params: &params,
-                            client: &client,
-                            policy: &st.policy,
-                            signer: signer.as_ref(),
-                            now,
-                        },
-                        store,
-                    ))
-                })
-            })
-            .await??
-        }
+        GrantType::AuthorizationCode => tokens::exchange_code(state, params, client, now).await??,
         GrantType::RefreshToken => {
-            let st = state.clone();
             let client_id = client.client_id.clone();
-            let outcome = crate::storage::run(&state.pool, move |store| {
-                let signer = st.keys.snapshot();
-                refresh::refresh(
-                    &RefreshRequest {
-                        params: &params,
-                        client: &client,
-                        policy: &st.policy,
-                        signer: signer.as_ref(),
-                        grace_key: &st.server_keys.refresh_grace,
-                        now,
-                    },
-                    store,
-                )
-            })
-            .await?;
+            let outcome = tokens::refresh(state, params, client, now).await?;
             match outcome {
                 RefreshOutcome::Issued(response) => response,
                 RefreshOutcome::Refused(error) => return Err(error.into()),

@@ -274,9 +274,7 @@ impl KeySet {
                 .map(|k| &k.verifier as &dyn josekit::jws::JwsVerifier))
         })
         .ok()?;
-        if header.token_type() != Some("at+jwt") {
-            return None;
-        }
+        oauth_common::jwt::check_type(header.token_type()).ok()?;
         Some(payload.claims_set().clone())
     }
 

@@ -385,12 +385,7 @@ async fn start_session(
 /// Counts a failed sign-in against the client address (shared by every
 /// instance). A store failure is logged: the answer is already decided.
 async fn record_address_failure(state: &Arc<AppState>, ip_key: String) {
-    let st = Arc::clone(state);
-    let now = state.clock.now();
-    let recorded = storage::run(&state.pool, move |store| {
-        st.limits.record_failure(store.conn, Kind::Address, &ip_key, now)
-    })
-    .await;
+    let recorded = super::record_failures(state, vec![(Kind::Address, ip_key)]).await;
     if let Err(e) = recorded {
         tracing::warn!(error = %e, "could not count a failed sign-in against its address");
     }

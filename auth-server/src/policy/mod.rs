@@ -9,3 +9,24 @@ pub mod authorize;
 pub mod login;
 pub mod logout;
 pub mod session;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use crate::limits::Kind;
+use crate::protocol::StoreError;
+use crate::state::AppState;
+
+/// Counts one failure against each key in the limits every instance shares
+/// (and remembers here the keys that are now over their limit).
+pub async fn record_failures(state: &Arc<AppState>, keys: Vec<(Kind, String)>) -> Result<(), StoreError> {
+    let st = Arc::clone(state);
+    let now = state.clock.now();
+    crate::storage::run(&state.pool, move |store| {
+        for (kind, key) in &keys {
+            st.limits.record_failure(store.conn, *kind, key, now)?;
+        }
+        Ok(())
+    })
+    .await
+}

@@ -2,6 +2,8 @@
 //! test binary, one server and one database per test.
 
 #![allow(
+    // Tests set up data at the wall-clock time the servers under test read.
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

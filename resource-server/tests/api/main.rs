@@ -2,6 +2,8 @@
 //! at test time; each test has its own server and database.
 
 #![allow(
+    // Tests set up data at the wall-clock time the servers under test read.
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

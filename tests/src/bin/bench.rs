@@ -12,6 +12,8 @@
 //! `docs/performance.md` for the figures measured on the 2-core CI kind).
 
 #![allow(
+    // Tests set up data at the wall-clock time the servers under test read.
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
