@@ -19,8 +19,82 @@ use tracing::Instrument as _;
 
 use crate::secret::Secret;
 
-pub type PgPool = r2d2::Pool<ConnectionManager<PgConnection>>;
-pub type PooledConn = r2d2::PooledConnection<ConnectionManager<PgConnection>>;
+pub type PgPool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// How long a connection that was returned healthy may be handed out again
+/// without a test query. A connection that has been idle longer, or whose
+/// last use failed, is tested (`SELECT 1`) before it is handed out.
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// A pooled connection, with what the pool knows about its health.
+pub struct Conn {
+    pg: PgConnection,
+    /// When it was last returned to the pool after a use that succeeded.
+    returned_healthy: Option<std::time::Instant>,
+    /// The last use failed: test it before handing it out again.
+    suspect: bool,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.pg
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.pg
+    }
+}
+
+/// diesel's r2d2 manager, with a cheaper checkout: a connection in steady
+/// use is not tested on every checkout (that test is a round trip, as much
+/// as the query that follows on the hottest paths), only when it has been
+/// idle for more than [`TRUSTED_FOR`] or its last use failed. After an
+/// outage at most one request per connection that was in use in the last
+/// second sees the failure; the rest get a tested or a new connection.
+pub struct Manager(ConnectionManager<PgConnection>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Conn, Self::Error> {
+        Ok(Conn {
+            pg: self.0.connect()?,
+            returned_healthy: None,
+            suspect: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
+        let trusted = !conn.suspect
+            && conn.returned_healthy.is_some_and(|at| {
+                crate::Clock::system().instant().saturating_duration_since(at) < TRUSTED_FOR
+            });
+        if trusted {
+            return Ok(());
+        }
+        self.0.is_valid(&mut conn.pg)?;
+        conn.suspect = false;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        if self.0.has_broken(&mut conn.pg) {
+            return true;
+        }
+        conn.returned_healthy = (!conn.suspect).then(|| crate::Clock::system().instant());
+        false
+    }
+}
+
+/// Marks a connection whose last use failed, so it is tested before reuse.
+pub fn mark_suspect(conn: &mut PooledConn) {
+    conn.suspect = true;
+}
 
 /// How long a request waits for a connection before it is answered with 503.
 pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -118,8 +192,8 @@ struct SessionSettings {
     statement_timeout_ms: u128,
 }
 
-impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSettings {
-    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute(&format!(
             "SET statement_timeout = {}; SET lock_timeout = {}",
             self.statement_timeout_ms, self.statement_timeout_ms
@@ -164,7 +238,9 @@ pub fn connect_once(database_url: &Secret) -> Result<PgConnection, DbError> {
 /// Builds the pool and proves the database answers. Fails fast (within the
 /// connection timeout) when Postgres is unreachable.
 pub fn connect(database_url: &Secret, options: &PoolOptions) -> Result<PgPool, DbError> {
-    let manager = ConnectionManager::<PgConnection>::new(with_connect_options(database_url.expose()));
+    let manager = Manager(ConnectionManager::<PgConnection>::new(with_connect_options(
+        database_url.expose(),
+    )));
     r2d2::Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(1))
@@ -286,16 +362,23 @@ pub fn prepare(
 }
 
 /// Runs `f` with a pooled connection on the blocking thread pool, inside the
-/// caller's tracing span, so diesel never blocks an async worker.
-pub async fn with_conn<T, F>(pool: &PgPool, f: F) -> Result<T, DbError>
+/// caller's tracing span, so diesel never blocks an async worker. The one
+/// database runner of both servers: the error type is the caller's layer's
+/// (a checkout that times out is [`DbError::Unavailable`] turned into it).
+pub async fn with_conn<T, E, F>(pool: &PgPool, f: F) -> Result<T, E>
 where
-    F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+    F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
+    E: Send + 'static + From<DbError> + From<BlockingJoinError>,
 {
     let pool = pool.clone();
     blocking(move || {
-        let mut conn = pool.get()?;
-        f(&mut conn)
+        let mut conn = pool.get_timeout(CHECKOUT_TIMEOUT).map_err(DbError::from)?;
+        let result = f(&mut conn);
+        if result.is_err() {
+            mark_suspect(&mut conn);
+        }
+        result
     })
     .await
 }
@@ -351,7 +434,13 @@ impl From<BlockingJoinError> for DbError {
 /// Whether the database answers a trivial query right now.
 pub fn ping(pool: &PgPool, timeout: Duration) -> bool {
     match pool.get_timeout(timeout) {
-        Ok(mut conn) => conn.batch_execute("SELECT 1").is_ok(),
+        Ok(mut conn) => {
+            let answered = conn.batch_execute("SELECT 1").is_ok();
+            if !answered {
+                mark_suspect(&mut conn);
+            }
+            answered
+        }
         Err(_) => false,
     }
 }

@@ -62,14 +62,7 @@ where
     F: FnOnce(&mut PgStore<'_>) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    let pool = pool.clone();
-    db::blocking(move || {
-        let mut conn = pool
-            .get_timeout(db::CHECKOUT_TIMEOUT)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        f(&mut PgStore::new(&mut conn))
-    })
-    .await
+    db::with_conn(pool, move |conn| f(&mut PgStore::new(conn))).await
 }
 
 /// Advisory-lock key that serialises migrations across instances.
