@@ -10,6 +10,7 @@ pub mod clients;
 pub mod grants;
 pub mod keys;
 pub mod rate_limits;
+pub mod refresh_tokens;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;
