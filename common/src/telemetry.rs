@@ -134,7 +134,7 @@ impl RootSpanBuilder for RootSpan {
         request.extensions_mut().insert(MatchedRoute(Rc::clone(&route)));
         tracing::info_span!(
             "request",
-            method = %request.method(),
+            method = request.method().as_str(),
             route = &*route,
             path = request.path(),
             peer = %OrEmpty(request.peer_addr().map(|a| a.ip())),
