@@ -23,10 +23,14 @@ pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let allowed = match (cors::origin(&req), state) {
-        (Some(origin), Some(state)) if state.cors.allowed(&state.pool, &origin).await => Some(origin),
-        _ => None,
+    // Most callers (servers fetching the JWKS or metadata) send no Origin;
+    // they cost no look at the shared state.
+    let allowed = match cors::origin(&req) {
+        Some(origin) => match req.app_data::<web::Data<AppState>>().cloned() {
+            Some(state) if state.cors.allowed(&state.pool, &origin).await => Some(origin),
+            _ => None,
+        },
+        None => None,
     };
     cors::apply(req, next, allowed, &POLICY).await
 }
