@@ -63,6 +63,9 @@ impl Drop for Server {
 }
 
 fn binary(name: &str) -> PathBuf {
+    if name == "bench" {
+        return std::env::current_exe().expect("current exe");
+    }
     let here = std::env::current_exe().expect("current exe");
     let path = here.parent().expect("bin dir").join(name);
     assert!(
@@ -71,6 +74,16 @@ fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+fn wait_until_listening(addr: &str) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{addr} never listened");
 }
 
 fn wait_healthy(url: &str) {
@@ -296,8 +309,44 @@ fn run(addr: &str, load: &Load, connections: usize, seconds: u64) -> Report {
     })
 }
 
+/// The reference for the fixed cost of a request: a bare actix-web GET
+/// handler with the servers' worker count, no middleware, serving a body
+/// the size of a one-key JWKS. Run as `bench --serve-bare PORT` (the
+/// benchmark starts it as a child process, like the servers).
+fn serve_bare(port: u16) {
+    const BODY: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"bench-reference-key-id-0000000000","use":"sig","alg":"ES256"}]}"#;
+    let workers = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|w| *w > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let served = actix_web::rt::System::new().block_on(async move {
+        actix_web::HttpServer::new(|| {
+            actix_web::App::new().route(
+                "/bare",
+                actix_web::web::get().to(|| async {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(BODY)
+                }),
+            )
+        })
+        .workers(workers)
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await
+    });
+    if let Err(e) = served {
+        eprintln!("bare server: {e}");
+    }
+}
+
 fn main() {
     let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
+    if let Some(port) = arg("--serve-bare").and_then(|p| p.parse().ok()) {
+        serve_bare(port);
+        return;
+    }
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(5);
     // `--only TEXT` runs the cases whose name contains TEXT.
     let only = arg("--only");
@@ -421,6 +470,10 @@ fn main() {
         .collect();
     let auth_addr = format!("127.0.0.1:{auth_port}");
     let api_addr = format!("127.0.0.1:{resource_port}");
+    let bare_port = free_port();
+    let bare_addr = format!("127.0.0.1:{bare_port}");
+    let _bare = spawn("bench", &["--serve-bare", &bare_port.to_string()], &[]);
+    wait_until_listening(&bare_addr);
 
     let cases: Vec<(&str, String, Load, Vec<usize>)> = vec![
         (
@@ -449,6 +502,15 @@ fn main() {
                 path: "/introspect".into(),
                 body: format!("token={access}"),
                 basic: Some(basic.clone()),
+            },
+            vec![16, 64],
+        ),
+        (
+            "JWKS reference: bare actix GET",
+            bare_addr.clone(),
+            Load::Get {
+                path: "/bare".into(),
+                bearer: None,
             },
             vec![16, 64],
         ),
@@ -513,6 +575,7 @@ fn main() {
         "\n{seconds} s per row, load generator and servers on this machine ({} cores)\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
+    let mut rates = std::collections::HashMap::new();
     println!("| case | connections | requests/s | p50 ms | p99 ms | non-200 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (name, addr, load, connections) in &cases {
@@ -535,9 +598,21 @@ fn main() {
             };
             let _warm = run(addr, &load_for_warmup(&load), n.min(8), 1);
             let report = run(addr, &load, n, seconds);
+            rates.insert((*name, n), report.rps);
             println!(
                 "| {name} | {n} | {:.0} | {:.2} | {:.2} | {} |",
                 report.rps, report.p50_ms, report.p99_ms, report.errors
+            );
+        }
+    }
+    for n in [16, 64] {
+        if let (Some(jwks), Some(bare)) = (
+            rates.get(&("JWKS", n)),
+            rates.get(&("JWKS reference: bare actix GET", n)),
+        ) {
+            println!(
+                "JWKS at {n} connections: {:.0} % of the bare actix GET",
+                100.0 * jwks / bare
             );
         }
     }
