@@ -10,7 +10,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use diesel::connection::{InstrumentationEvent, SimpleConnection};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError};
@@ -22,18 +25,37 @@ use crate::secret::Secret;
 pub type PgPool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 
-/// How long a connection that was returned healthy may be handed out again
-/// without a test query. A connection that has been idle longer, or whose
-/// last use failed, is tested (`SELECT 1`) before it is handed out.
+/// How long after its last successful statement a connection may be
+/// handed out again without a test query. A connection whose last
+/// statement is older, or whose last statement (or use) failed, is tested
+/// (`SELECT 1`) before it is handed out.
 const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// What the connection's own statements say about its health, written by
+/// diesel's instrumentation as each statement finishes.
+#[derive(Default)]
+struct Health {
+    last_success: Option<std::time::Instant>,
+    /// The pool's failure count at that success.
+    failures_seen: u64,
+    suspect: bool,
+}
 
 /// A pooled connection, with what the pool knows about its health.
 pub struct Conn {
     pg: PgConnection,
-    /// When it was last returned to the pool after a use that succeeded.
-    returned_healthy: Option<std::time::Instant>,
-    /// The last use failed: test it before handing it out again.
-    suspect: bool,
+    health: Arc<Mutex<Health>>,
+    /// Failures seen on any of the pool's connections: one failure makes
+    /// every connection be tested again (an outage rarely hits just one).
+    pool_failures: Arc<AtomicU64>,
+}
+
+impl Conn {
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl std::ops::Deref for Conn {
@@ -51,49 +73,74 @@ impl std::ops::DerefMut for Conn {
 
 /// diesel's r2d2 manager, with a cheaper checkout: a connection in steady
 /// use is not tested on every checkout (that test is a round trip, as much
-/// as the query that follows on the hottest paths), only when it has been
-/// idle for more than [`TRUSTED_FOR`] or its last use failed. After an
-/// outage at most one request per connection that was in use in the last
-/// second sees the failure; the rest get a tested or a new connection.
-pub struct Manager(ConnectionManager<PgConnection>);
+/// as the query that follows on the hottest paths), only when its last
+/// successful statement is more than [`TRUSTED_FOR`] old, or a statement
+/// or use failed on it, or on any connection of the pool since. Health is
+/// recorded from the statements that actually ran, so a checkout that runs
+/// none does not vouch for the connection. When Postgres goes away, the
+/// requests before the first observed failure may reach a trusted but dead
+/// connection (and get a 503, or succeed if they need no statement); from
+/// the first failure on, every connection is tested before use.
+pub struct Manager {
+    inner: ConnectionManager<PgConnection>,
+    failures: Arc<AtomicU64>,
+}
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<Conn, Self::Error> {
+        let mut pg = self.inner.connect()?;
+        let health = Arc::new(Mutex::new(Health::default()));
+        let recorder = Arc::clone(&health);
+        let failures = Arc::clone(&self.failures);
+        pg.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::FinishQuery { error, .. } = event {
+                let mut health = recorder.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if error.is_some() {
+                    health.suspect = true;
+                    failures.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    health.last_success = Some(crate::Clock::system().instant());
+                    health.failures_seen = failures.load(Ordering::Relaxed);
+                }
+            }
+        });
         Ok(Conn {
-            pg: self.0.connect()?,
-            returned_healthy: None,
-            suspect: false,
+            pg,
+            health,
+            pool_failures: Arc::clone(&self.failures),
         })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
-        let trusted = !conn.suspect
-            && conn.returned_healthy.is_some_and(|at| {
-                crate::Clock::system().instant().saturating_duration_since(at) < TRUSTED_FOR
-            });
+        let trusted = {
+            let health = conn.health();
+            !health.suspect
+                && health.failures_seen == conn.pool_failures.load(Ordering::Relaxed)
+                && health.last_success.is_some_and(|at| {
+                    crate::Clock::system().instant().saturating_duration_since(at) < TRUSTED_FOR
+                })
+        };
         if trusted {
             return Ok(());
         }
-        self.0.is_valid(&mut conn.pg)?;
-        conn.suspect = false;
+        self.inner.is_valid(&mut conn.pg)?;
+        conn.health().suspect = false;
         Ok(())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        if self.0.has_broken(&mut conn.pg) {
-            return true;
-        }
-        conn.returned_healthy = (!conn.suspect).then(|| crate::Clock::system().instant());
-        false
+        self.inner.has_broken(&mut conn.pg)
     }
 }
 
-/// Marks a connection whose last use failed, so it is tested before reuse.
+/// Marks a connection whose last use failed (even if no statement did), so
+/// it is tested before reuse.
 pub fn mark_suspect(conn: &mut PooledConn) {
-    conn.suspect = true;
+    conn.health().suspect = true;
+    conn.pool_failures.fetch_add(1, Ordering::Relaxed);
 }
 
 /// How long a request waits for a connection before it is answered with 503.
@@ -238,9 +285,10 @@ pub fn connect_once(database_url: &Secret) -> Result<PgConnection, DbError> {
 /// Builds the pool and proves the database answers. Fails fast (within the
 /// connection timeout) when Postgres is unreachable.
 pub fn connect(database_url: &Secret, options: &PoolOptions) -> Result<PgPool, DbError> {
-    let manager = Manager(ConnectionManager::<PgConnection>::new(with_connect_options(
-        database_url.expose(),
-    )));
+    let manager = Manager {
+        inner: ConnectionManager::<PgConnection>::new(with_connect_options(database_url.expose())),
+        failures: Arc::new(AtomicU64::new(0)),
+    };
     r2d2::Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(1))

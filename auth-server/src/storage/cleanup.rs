@@ -97,9 +97,12 @@ impl Sweep {
                      AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = f.id)
                    LIMIT $2 FOR UPDATE SKIP LOCKED)"
             }
+            // Kept for the claim leeway past `expires_at` too: introspection
+            // calls a token active until `exp` plus the leeway, and rows
+            // written before it had the leeway expire at `exp`.
             Sweep::RevokedAccessTokens => {
                 "DELETE FROM revoked_access_tokens WHERE jti IN (
-                   SELECT jti FROM revoked_access_tokens WHERE expires_at < $1
+                   SELECT jti FROM revoked_access_tokens WHERE expires_at < $1 - interval '30 seconds'
                    LIMIT $2 FOR UPDATE SKIP LOCKED)"
             }
             Sweep::LoginThrottle => {
@@ -157,3 +160,6 @@ pub fn sweep_batch(
     };
     Ok(touched)
 }
+
+// The revoked-token sweep above keeps rows for this leeway.
+const _: () = assert!(oauth_common::jwt::DEFAULT_LEEWAY.as_secs() == 30);

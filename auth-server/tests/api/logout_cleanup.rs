@@ -652,3 +652,28 @@ fn logout_without_a_session_still_shows_the_form_and_then_follows_the_redirect()
     assert_eq!(reply.status, 303, "{}", reply.body);
     assert_eq!(reply.header("location"), Some(SIGNED_OUT_URI));
 }
+
+/// Introspection calls a token active until `exp` plus the 30 s leeway, so
+/// the row that revokes it must outlive that too, including rows written
+/// before introspection had the leeway (they expire at `exp`).
+#[test]
+fn a_revoked_jti_is_kept_until_its_tokens_exp_plus_the_leeway() {
+    let (app, _client) = setup();
+    app.sql_exec(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES
+           (md5('within-leeway-1')::uuid, now() - interval '10 seconds'),
+           (md5('past-leeway-1')::uuid, now() - interval '2 minutes');",
+    );
+    let mut conn = app.db.connect();
+    let swept = sweep_batch(
+        &mut conn,
+        Sweep::RevokedAccessTokens,
+        Utc::now(),
+        BATCH,
+        lifetimes(&app),
+    )
+    .unwrap();
+    assert_eq!(swept, 1);
+    assert_eq!(jtis(&app, "within-leeway", 1), 1);
+    assert_eq!(jtis(&app, "past-leeway", 1), 0);
+}
