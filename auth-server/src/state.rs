@@ -12,10 +12,13 @@ use crate::config::Settings;
 use crate::crypto::ServerKeys;
 use crate::domain::PasswordHash;
 use crate::hasher::PasswordVerifier;
-use crate::keys::KeyManager;
+use crate::keys::{KeyManager, VerifiedTokens};
 use crate::limits::Limits;
 use crate::protocol::StoreError;
 use crate::protocol::tokens::TokenPolicy;
+
+/// Verified access tokens kept for introspection.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 /// Sign-ins that may wait for a password thread; more get "busy".
 const VERIFY_QUEUE: usize = 32;
@@ -41,6 +44,8 @@ pub struct AppState {
     pub metadata: String,
     pub cookies: CookieNames,
     pub policy: TokenPolicy,
+    /// Access tokens verified recently (introspection).
+    pub verified: VerifiedTokens,
 }
 
 impl AppState {
@@ -80,6 +85,7 @@ impl AppState {
             limits,
             metadata,
             policy,
+            verified: VerifiedTokens::new(VERIFIED_CAPACITY),
         })
     }
 }

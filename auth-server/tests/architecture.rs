@@ -52,6 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "crypto",
             "domain",
             "hasher",
+            "keys",
             "limits",
             "model",
             "protocol",

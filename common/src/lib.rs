@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
+pub mod verified;
 
 #[cfg(feature = "testing")]
 pub mod testing;

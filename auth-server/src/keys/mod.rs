@@ -266,6 +266,11 @@ impl KeySet {
     /// returns its claims. Checks the signature, `alg` (from the key, never
     /// from the token) and `typ: at+jwt`; the caller checks the claims.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<Map<String, Value>> {
+        self.verify_with_kid(token, now).map(|(claims, _)| claims)
+    }
+
+    /// [`KeySet::verify`], with the `kid` of the key that verified it.
+    fn verify_with_kid(&self, token: &str, now: DateTime<Utc>) -> Option<(Map<String, Value>, String)> {
         let published = self.published(now);
         let (payload, header) = jwt::decode_with_verifier_selector(token, |header| {
             Ok(header
@@ -275,7 +280,13 @@ impl KeySet {
         })
         .ok()?;
         oauth_common::jwt::check_type(header.token_type()).ok()?;
-        Some(payload.claims_set().clone())
+        let kid = header.key_id()?.to_owned();
+        Some((payload.claims_set().clone(), kid))
+    }
+
+    /// Whether `kid` is among the keys a verifier may meet at `now`.
+    fn publishes(&self, kid: &str, now: DateTime<Utc>) -> bool {
+        self.published(now).iter().any(|k| k.kid == kid)
     }
 
     /// The JWKS document computed at the last reload, and its ETag.
@@ -309,6 +320,59 @@ impl crate::protocol::tokens::AccessTokenSigner for KeySet {
 impl crate::protocol::introspect::AccessTokenVerifier for KeySet {
     fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<Map<String, Value>> {
         KeySet::verify(self, token, now)
+    }
+}
+
+/// An access token whose signature and `typ` one of our keys verified.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    claims: Map<String, Value>,
+    exp: i64,
+    kid: String,
+}
+
+impl oauth_common::verified::Verified for VerifiedToken {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Tokens verified recently, shared by the workers (introspection).
+pub type VerifiedTokens = oauth_common::verified::VerifiedCache<VerifiedToken>;
+
+/// [`KeySet`] verification with a cache in front: a token verified before
+/// is served from the cache while it is unexpired (plus the leeway) and the
+/// key that verified it is still published; the caller checks the claims
+/// (and revocation) every time.
+pub struct CachingVerifier<'a> {
+    pub keys: &'a KeySet,
+    pub cache: &'a VerifiedTokens,
+}
+
+impl crate::protocol::introspect::AccessTokenVerifier for CachingVerifier<'_> {
+    fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<Map<String, Value>> {
+        let key = VerifiedTokens::key(token);
+        let seconds = now.timestamp();
+        if let Some(hit) = self.cache.get(&key, seconds, oauth_common::jwt::DEFAULT_LEEWAY)
+            && self.keys.publishes(&hit.kid, now)
+        {
+            return Some(hit.claims.clone());
+        }
+        let (claims, kid) = self.keys.verify_with_kid(token, now)?;
+        // A token without a numeric `exp` is refused by the claim checks
+        // anyway; it is not worth a cache entry.
+        if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
+            let entry = VerifiedToken {
+                claims: claims.clone(),
+                exp,
+                kid,
+            };
+            self.cache.insert(key, Arc::new(entry), seconds);
+        }
+        Some(claims)
     }
 }
 
@@ -478,5 +542,33 @@ mod tests {
         assert_eq!(header.claim("typ"), Some(&json!("at+jwt")));
         assert_eq!(header.claim("kid"), Some(&json!(row.kid)));
         assert_eq!(header.claim("alg"), Some(&json!("ES256")));
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_its_key_is_no_longer_published() {
+        use crate::protocol::introspect::AccessTokenVerifier as _;
+        let first = generate(&WRAP, t(0), t(0)).unwrap();
+        let second = generate(&WRAP, t(100), t(1000)).unwrap();
+        let manager = KeyManager::new(&[first, second], WRAP, Duration::from_secs(600), t(0)).unwrap();
+        let set = manager.snapshot();
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!("u"));
+        claims.insert("exp".into(), json!(t(100_000).timestamp()));
+        let token = set.sign(claims, t(10)).unwrap();
+        let cache = VerifiedTokens::new(10);
+        let verifier = CachingVerifier {
+            keys: &set,
+            cache: &cache,
+        };
+        assert_eq!(verifier.verify(&token, t(20)).unwrap()["sub"], "u");
+        assert_eq!(cache.len(), 1);
+        assert_eq!(verifier.verify(&token, t(30)).unwrap()["sub"], "u");
+        // The signing key retires; the cache must not outlive its trust.
+        let retired = t(1000 + 600 + 61);
+        assert!(set.verify(&token, retired).is_none());
+        assert!(verifier.verify(&token, retired).is_none());
+        // A different token (tampered) is never a hit for this one.
+        let tampered = format!("{token}x");
+        assert!(verifier.verify(&tampered, t(30)).is_none());
     }
 }

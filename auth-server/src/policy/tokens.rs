@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::keys::CachingVerifier;
 use crate::model::Client;
 use crate::protocol::engine::{self, CodeExchange};
 use crate::protocol::refresh::{self, RefreshOutcome, RefreshRequest, RefreshStore as _};
@@ -83,6 +84,10 @@ pub async fn introspect(
     let st = Arc::clone(state);
     storage::run(&state.pool, move |store| {
         let keys = st.keys.snapshot();
+        let verifier = CachingVerifier {
+            keys: keys.as_ref(),
+            cache: &st.verified,
+        };
         introspect::introspect(
             &introspect::Request {
                 token: &token,
@@ -90,7 +95,7 @@ pub async fn introspect(
                 caller: &caller,
                 issuer: &st.policy.issuer,
             },
-            keys.as_ref(),
+            &verifier,
             store,
             now,
         )

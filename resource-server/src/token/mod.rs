@@ -47,7 +47,7 @@ pub enum Failure {
 pub struct TokenValidator {
     pub jwks: Arc<JwksCache>,
     pub policy: Policy,
-    cache: VerifiedCache,
+    cache: VerifiedCache<Claims>,
     clock: Clock,
 }
 
@@ -87,7 +87,7 @@ impl TokenValidator {
     /// JWKS refetch per interval (on the blocking pool), then the token is
     /// checked again or refused.
     pub async fn validate(&self, token: &str) -> Result<Arc<Claims>, Failure> {
-        let key = VerifiedCache::key(token);
+        let key = VerifiedCache::<Claims>::key(token);
         let now = self.clock.now().timestamp();
         if let Some(claims) = self.cache.get(&key, now, self.policy.leeway)
             && self.jwks.keys().is_some_and(|k| k.contains(&claims.kid))
