@@ -210,7 +210,7 @@ impl Settings {
             ));
         }
         let refresh_grace = seconds(source, "AUTH_REFRESH_GRACE_SECONDS", 2, 0..=60)?;
-        let workers: usize = source.parse_or("AUTH_WORKERS", 0)?;
+        let workers = oauth_common::config::workers(source, "AUTH_WORKERS")?;
         let pool_size: u32 = source.parse_or("AUTH_DATABASE_POOL_SIZE", 16)?;
         if pool_size == 0 {
             return Err(ConfigError("AUTH_DATABASE_POOL_SIZE: must be at least 1".into()));
@@ -233,7 +233,7 @@ impl Settings {
             session_absolute_ttl: seconds(source, "AUTH_SESSION_ABSOLUTE_TTL", 43_200, 60..=30 * DAY)?,
             key_encryption_key,
             pool_size,
-            workers: (workers > 0).then_some(workers),
+            workers,
             log_format: source.parse_or("AUTH_LOG_FORMAT", LogFormat::Auto)?,
             cleanup_interval: seconds(source, "AUTH_CLEANUP_INTERVAL", 60, 1..=DAY)?,
             default_audience: source
@@ -321,6 +321,14 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::from_source(&ConfigSource::from_maps(KEYS, HashMap::new(), env))
+    }
+
+    #[test]
+    fn more_workers_than_actix_allows_is_a_clear_error() {
+        let e = settings(&[("AUTH_WORKERS", "513")]).unwrap_err();
+        assert!(e.0.contains("AUTH_WORKERS: at most 512"), "{e}");
+        assert_eq!(settings(&[("AUTH_WORKERS", "512")]).unwrap().workers, Some(512));
+        assert_eq!(settings(&[("AUTH_WORKERS", "0")]).unwrap().workers, None);
     }
 
     #[test]

@@ -194,6 +194,21 @@ fn unquote(value: &str) -> &str {
 
 /// Checks that an issuer-like URL is `https`, or `http` on a loopback host,
 /// and has no query, fragment or credentials. Returns whether it is loopback.
+/// actix-web refuses (by panicking) more workers than this.
+pub const MAX_WORKERS: usize = 512;
+
+/// `key`: the number of HTTP worker threads; 0 (the default) is one per
+/// core. More than [`MAX_WORKERS`] is a clear error, not a panic at start.
+pub fn workers(source: &ConfigSource, key: &str) -> Result<Option<usize>, ConfigError> {
+    let workers: usize = source.parse_or(key, 0)?;
+    if workers > MAX_WORKERS {
+        return Err(ConfigError(format!(
+            "{key}: at most {MAX_WORKERS} (0 means one per core)"
+        )));
+    }
+    Ok((workers > 0).then_some(workers))
+}
+
 pub fn check_public_url(key: &str, value: &str) -> Result<url::Url, ConfigError> {
     let url = url::Url::parse(value).map_err(|e| err(format!("{key}: {value:?} is not a URL: {e}")))?;
     if url.query().is_some() || url.fragment().is_some() {

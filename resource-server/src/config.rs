@@ -104,7 +104,7 @@ impl Settings {
                 "RESOURCE_DATABASE_POOL_SIZE: must be at least 1".into(),
             ));
         }
-        let workers: usize = source.parse_or("RESOURCE_WORKERS", 0)?;
+        let workers = oauth_common::config::workers(source, "RESOURCE_WORKERS")?;
         Ok(Self {
             database_url: source
                 .secret("RESOURCE_DATABASE_URL")?
@@ -121,7 +121,7 @@ impl Settings {
             leeway: Duration::from_secs(leeway),
             max_token_lifetime: Duration::from_secs(max_token_lifetime),
             pool_size,
-            workers: (workers > 0).then_some(workers),
+            workers,
             log_format: source.parse_or("RESOURCE_LOG_FORMAT", LogFormat::Auto)?,
         })
     }
@@ -157,6 +157,17 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::from_source(&ConfigSource::from_maps(KEYS, HashMap::new(), env))
+    }
+
+    #[test]
+    fn more_workers_than_actix_allows_is_a_clear_error() {
+        let e = settings(&[("RESOURCE_WORKERS", "513")]).unwrap_err();
+        assert!(e.0.contains("RESOURCE_WORKERS: at most 512"), "{e}");
+        assert_eq!(
+            settings(&[("RESOURCE_WORKERS", "512")]).unwrap().workers,
+            Some(512)
+        );
+        assert_eq!(settings(&[("RESOURCE_WORKERS", "0")]).unwrap().workers, None);
     }
 
     #[test]
