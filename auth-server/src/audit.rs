@@ -30,6 +30,18 @@ pub enum Event {
     ClientCreated,
     UserCreated,
     KeyRotated,
+    UserPasswordChanged,
+    UserRolesChanged,
+    UserDisabled,
+    UserEnabled,
+    UserUnlocked,
+    UserDeleted,
+    ClientUpdated,
+    ClientSecretRotated,
+    ClientSecretRetired,
+    ClientDeleted,
+    KeyRetired,
+    KeysRewrapped,
 }
 
 impl Event {
@@ -48,6 +60,18 @@ impl Event {
             Self::ClientCreated => "client_created",
             Self::UserCreated => "user_created",
             Self::KeyRotated => "key_rotated",
+            Self::UserPasswordChanged => "user_password_changed",
+            Self::UserRolesChanged => "user_roles_changed",
+            Self::UserDisabled => "user_disabled",
+            Self::UserEnabled => "user_enabled",
+            Self::UserUnlocked => "user_unlocked",
+            Self::UserDeleted => "user_deleted",
+            Self::ClientUpdated => "client_updated",
+            Self::ClientSecretRotated => "client_secret_rotated",
+            Self::ClientSecretRetired => "client_secret_retired",
+            Self::ClientDeleted => "client_deleted",
+            Self::KeyRetired => "key_retired",
+            Self::KeysRewrapped => "keys_rewrapped",
         }
     }
 }

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use actix_web::web;
 
+use crate::audit::Event;
+use crate::config::Settings;
+use crate::keys;
 use crate::state::AppState;
 use crate::storage;
 use crate::storage::cleanup::{Lifetimes, Sweep};
@@ -32,9 +35,46 @@ pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> 
     })
 }
 
+/// Adds the next signing key when the scheduled rotation is due (one
+/// instance does it, see `keys::rotation`).
+pub async fn rotate_if_due(state: &web::Data<AppState>) {
+    let Some(schedule) = schedule(&state.settings) else {
+        return;
+    };
+    let wrap = state.server_keys.signing_key_wrap;
+    let now = state.clock.now();
+    match storage::run(&state.pool, move |store| {
+        keys::rotation::tick(store.conn, &wrap, &schedule, now)
+    })
+    .await
+    {
+        Ok(Some(row)) => tracing::info!(
+            target: "audit",
+            audit = Event::KeyRotated.as_str(),
+            kid = %row.kid,
+            activates_at = %row.activates_at.to_rfc3339(),
+            "audit: key_rotated (scheduled)"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed; will try again"),
+    }
+}
+
+/// The rotation schedule of these settings, if rotation is on.
+pub fn schedule(settings: &Settings) -> Option<keys::rotation::Schedule> {
+    Some(keys::rotation::Schedule {
+        every: settings.key_rotation_interval?,
+        activation_delay: settings.key_activation_delay,
+        reload_interval: settings.key_reload_interval,
+        jwks_max_age: settings.jwks_max_age(),
+        access_token_ttl: settings.access_token_ttl,
+    })
+}
+
 /// Reloads signing keys and CORS origins, and deletes keys that are no
 /// longer published.
 pub async fn reload(state: &web::Data<AppState>) {
+    rotate_if_due(state).await;
     let rows = storage::run(&state.pool, |store| storage::keys::load_all(store.conn)).await;
     match rows {
         Ok(rows) => {

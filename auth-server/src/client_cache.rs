@@ -8,18 +8,21 @@
 //! `TTL`, so a change made by another process (the CLI, another instance)
 //! is seen within that time. Nothing in the server itself changes clients
 //! today; code that does must drop the entry (`ClientCache::invalidate`).
+//! A secret that fails against a cached entry is checked against the
+//! database before it is refused, so a rotated secret works at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use oauth_common::Clock;
 use oauth_common::db::PgPool;
 
 use crate::domain::RedirectUri;
 use crate::model::Client;
-use crate::protocol::StoreError;
-use crate::protocol::client_auth::ClientDirectory;
+use crate::protocol::client_auth::{self, ClientDirectory, Credentials};
+use crate::protocol::{OAuthError, StoreError};
 use crate::storage;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -53,6 +56,30 @@ impl ClientCache {
         let id = client_id.to_owned();
         let found = storage::run(pool, move |store| store.client(&id)).await?;
         Ok(found.map(|c| self.put(c)))
+    }
+
+    /// The client `credentials` authenticate, or the refusal. A refusal
+    /// based on a cached entry is checked once more against the database,
+    /// so a secret rotated by the CLI or on another instance works at once;
+    /// a secret retired there stops working here within `TTL`.
+    pub async fn authenticate(
+        &self,
+        pool: &PgPool,
+        credentials: &Credentials,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Client>, OAuthError> {
+        if let Some(client) = self.get(credentials.client_id())
+            && client_auth::authenticate(credentials, Some(&client), now).is_ok()
+        {
+            return Ok(client);
+        }
+        let id = credentials.client_id().to_owned();
+        let found = storage::run(pool, move |store| store.client(&id)).await?;
+        let client = found.map(|c| self.put(c));
+        client_auth::authenticate(credentials, client.as_deref(), now)?;
+        client.ok_or(OAuthError::InvalidClient {
+            used_basic: credentials.used_basic(),
+        })
     }
 
     /// The cached client if it is fresh.

@@ -39,8 +39,13 @@ pub const KEYS: KnownKeys = KnownKeys {
         "AUTH_CLIENT_FAILURE_LIMIT",
         "AUTH_FAILURE_WINDOW",
         "AUTH_REQUEST_RATE_PER_IP",
+        "AUTH_KEY_ROTATION_INTERVAL",
     ],
-    secret: &["AUTH_DATABASE_URL", "AUTH_KEY_ENCRYPTION_KEY"],
+    secret: &[
+        "AUTH_DATABASE_URL",
+        "AUTH_KEY_ENCRYPTION_KEY",
+        "AUTH_KEY_ENCRYPTION_KEY_PREVIOUS",
+    ],
 };
 
 /// Everything the server needs to know, checked.
@@ -64,6 +69,11 @@ pub struct Settings {
     pub session_idle_ttl: Duration,
     pub session_absolute_ttl: Duration,
     pub key_encryption_key: KeyEncryptionKeySource,
+    /// The KEK being retired (`keys rewrap`): signing keys still sealed
+    /// with it are opened with it.
+    pub key_encryption_key_previous: Option<Secret>,
+    /// Time between scheduled signing-key rotations; `None` when off.
+    pub key_rotation_interval: Option<Duration>,
     pub pool_size: u32,
     pub workers: Option<usize>,
     pub log_format: LogFormat,
@@ -77,6 +87,14 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub limits: LimitSettings,
     pub breached_passwords: crate::breached::BreachedPasswords,
+}
+
+impl Settings {
+    /// The JWKS `max-age`: well under the activation delay, so a
+    /// pre-published key reaches every verifier's cache before it signs.
+    pub fn jwks_max_age(&self) -> Duration {
+        (self.key_activation_delay / 3).min(Duration::from_secs(300))
+    }
 }
 
 fn non_zero(source: &ConfigSource, key: &str, default: u32) -> Result<std::num::NonZeroU32, ConfigError> {
@@ -210,6 +228,22 @@ impl Settings {
             ));
         }
         let refresh_grace = seconds(source, "AUTH_REFRESH_GRACE_SECONDS", 2, 0..=60)?;
+        let key_activation_delay = seconds(source, "AUTH_KEY_ACTIVATION_DELAY", 900, 0..=7 * DAY)?;
+        let key_rotation_interval = match seconds(
+            source,
+            "AUTH_KEY_ROTATION_INTERVAL",
+            30 * DAY,
+            0..=365 * DAY,
+        )? {
+            Duration::ZERO => None,
+            every if every < Duration::from_secs(3600) || every <= key_activation_delay => {
+                return Err(ConfigError(
+                    "AUTH_KEY_ROTATION_INTERVAL: must be 0 (off) or at least 3600 and longer than AUTH_KEY_ACTIVATION_DELAY"
+                        .into(),
+                ));
+            }
+            every => Some(every),
+        };
         let workers = oauth_common::config::workers(source, "AUTH_WORKERS")?;
         let pool_size: u32 = source.parse_or("AUTH_DATABASE_POOL_SIZE", 16)?;
         if pool_size == 0 {
@@ -228,10 +262,12 @@ impl Settings {
             refresh_token_ttl,
             refresh_family_ttl,
             refresh_grace,
-            key_activation_delay: seconds(source, "AUTH_KEY_ACTIVATION_DELAY", 900, 0..=7 * DAY)?,
+            key_activation_delay,
+            key_rotation_interval,
             session_idle_ttl: seconds(source, "AUTH_SESSION_IDLE_TTL", 3600, 60..=30 * DAY)?,
             session_absolute_ttl: seconds(source, "AUTH_SESSION_ABSOLUTE_TTL", 43_200, 60..=30 * DAY)?,
             key_encryption_key,
+            key_encryption_key_previous: source.secret("AUTH_KEY_ENCRYPTION_KEY_PREVIOUS")?,
             pool_size,
             workers,
             log_format: source.parse_or("AUTH_LOG_FORMAT", LogFormat::Auto)?,

@@ -127,6 +127,9 @@ pub struct ServerKeys {
     pub csrf: [u8; 32],
     /// Encrypts the successor pair kept for the refresh grace window.
     pub refresh_grace: [u8; 32],
+    /// The same keys derived from `AUTH_KEY_ENCRYPTION_KEY_PREVIOUS` while a
+    /// KEK rotation is under way: they open and verify, never seal or sign.
+    pub previous: Option<Box<ServerKeys>>,
 }
 
 impl fmt::Debug for ServerKeys {
@@ -141,7 +144,28 @@ impl ServerKeys {
             signing_key_wrap: hmac_sha256(master, b"oauth/signing-key-wrap/v1")?,
             csrf: hmac_sha256(master, b"oauth/csrf/v1")?,
             refresh_grace: hmac_sha256(master, b"oauth/refresh-grace/v1")?,
+            previous: None,
         })
+    }
+
+    /// Keys derived from `master`, also accepting what `previous` produced.
+    pub fn derive_with_previous(master: &[u8; 32], previous: Option<&[u8; 32]>) -> Result<Self, CryptoError> {
+        let mut keys = Self::derive(master)?;
+        keys.previous = previous.map(Self::derive).transpose()?.map(Box::new);
+        Ok(keys)
+    }
+
+    /// The CSRF keys a presented token may be made with, current first.
+    pub fn csrf_keys(&self) -> impl Iterator<Item = &[u8; 32]> {
+        std::iter::once(&self.csrf).chain(self.previous.as_deref().map(|p| &p.csrf))
+    }
+
+    /// The key-wrapping keys a stored signing key may be sealed with,
+    /// current first.
+    pub fn signing_key_wraps(&self) -> Vec<[u8; 32]> {
+        std::iter::once(self.signing_key_wrap)
+            .chain(self.previous.as_deref().map(|p| p.signing_key_wrap))
+            .collect()
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{ClientKind, GrantType, RedirectUri, Roles, ScopeSet};
@@ -22,6 +23,9 @@ pub struct Client {
     pub kind: ClientKind,
     /// SHA-256 of the secret, for confidential clients.
     pub secret_hash: Option<Vec<u8>>,
+    /// The secret `client rotate-secret` replaced, still accepted until the
+    /// end of the overlap.
+    pub previous_secret: Option<PreviousSecret>,
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub grant_types: BTreeSet<GrantType>,
@@ -29,6 +33,15 @@ pub struct Client {
     pub audiences: Vec<String>,
     pub first_party: bool,
     pub allow_introspection: bool,
+}
+
+/// A replaced client secret during its overlap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// SHA-256 of the old secret.
+    pub hash: Vec<u8>,
+    /// From then on only the new secret works.
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Client {

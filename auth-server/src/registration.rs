@@ -59,6 +59,60 @@ impl ClientRegistration {
     /// `profile notes:read notes:write` (`admin` only when asked for);
     /// audience `default_audience`.
     pub fn check(self, default_audience: &str) -> Result<NewClient, RegistrationError> {
+        let mut client = self.validated(default_audience)?;
+        client.client_id = crypto::b64url(&crypto::random_bytes::<16>().map_err(RegistrationError::Crypto)?);
+        let secret = match client.kind {
+            ClientKind::Confidential => {
+                let secret = crypto::random_token().map_err(RegistrationError::Crypto)?;
+                client.secret_hash = Some(crypto::token_hash(&secret));
+                Some(secret)
+            }
+            ClientKind::Public => None,
+        };
+        Ok(NewClient { client, secret })
+    }
+
+    /// The registration of an existing client, to change (`client update`).
+    pub fn of(client: &Client) -> Self {
+        let uris = |list: &[RedirectUri]| list.iter().map(|u| u.as_str().to_owned()).collect();
+        Self {
+            name: client.name.clone(),
+            confidential: client.kind == ClientKind::Confidential,
+            redirect_uris: uris(&client.redirect_uris),
+            post_logout_redirect_uris: uris(&client.post_logout_redirect_uris),
+            grant_types: client.grant_types.iter().map(|g| g.as_str().to_owned()).collect(),
+            scopes: client.scopes.to_strings(),
+            audiences: client.audiences.clone(),
+            first_party: client.first_party,
+            allow_introspection: client.allow_introspection,
+        }
+    }
+
+    /// `existing` with this registration, checked exactly as at create; the
+    /// id, type and secrets stay. Lists may not be emptied (at create an
+    /// empty list means the default, which an update would not expect).
+    pub fn recheck(self, existing: &Client) -> Result<Client, RegistrationError> {
+        for (list, what) in [
+            (&self.grant_types, "grant type"),
+            (&self.scopes, "scope"),
+            (&self.audiences, "audience"),
+        ] {
+            if list.is_empty() {
+                return Err(invalid(format!("a client keeps at least one {what}")));
+            }
+        }
+        if self.confidential != (existing.kind == ClientKind::Confidential) {
+            return Err(invalid("a client's type cannot change; register a new client"));
+        }
+        let mut client = self.validated("")?;
+        client.client_id.clone_from(&existing.client_id);
+        client.secret_hash.clone_from(&existing.secret_hash);
+        client.previous_secret.clone_from(&existing.previous_secret);
+        Ok(client)
+    }
+
+    /// Every rule of registration; the id and secret are left empty.
+    fn validated(self, default_audience: &str) -> Result<Client, RegistrationError> {
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(invalid("client name must be 1-200 printable characters"));
@@ -133,31 +187,19 @@ impl ClientRegistration {
             }
         }
 
-        let client_id = crypto::b64url(&crypto::random_bytes::<16>().map_err(RegistrationError::Crypto)?);
-        let (secret, secret_hash) = match kind {
-            ClientKind::Confidential => {
-                let secret = crypto::random_token().map_err(RegistrationError::Crypto)?;
-                let hash = crypto::token_hash(&secret);
-                (Some(secret), Some(hash))
-            }
-            ClientKind::Public => (None, None),
-        };
-
-        Ok(NewClient {
-            client: Client {
-                client_id,
-                name: name.to_owned(),
-                kind,
-                secret_hash,
-                redirect_uris,
-                post_logout_redirect_uris,
-                grant_types,
-                scopes,
-                audiences,
-                first_party: self.first_party,
-                allow_introspection: self.allow_introspection,
-            },
-            secret,
+        Ok(Client {
+            client_id: String::new(),
+            name: name.to_owned(),
+            kind,
+            secret_hash: None,
+            previous_secret: None,
+            redirect_uris,
+            post_logout_redirect_uris,
+            grant_types,
+            scopes,
+            audiences,
+            first_party: self.first_party,
+            allow_introspection: self.allow_introspection,
         })
     }
 }

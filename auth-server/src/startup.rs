@@ -96,6 +96,21 @@ fn development_key(path: &Path) -> Result<[u8; 32], StartupError> {
     Ok(key)
 }
 
+/// The keys derived from the KEK and, while a rotation is under way, from
+/// `AUTH_KEY_ENCRYPTION_KEY_PREVIOUS`.
+pub fn server_keys(settings: &Settings) -> Result<ServerKeys, StartupError> {
+    let master = master_key(&settings.key_encryption_key)?;
+    let previous = settings
+        .key_encryption_key_previous
+        .as_ref()
+        .map(|secret| {
+            crypto::parse_master_key(secret.expose())
+                .map_err(|e| fail(format!("AUTH_KEY_ENCRYPTION_KEY_PREVIOUS: {}", e.0)))
+        })
+        .transpose()?;
+    ServerKeys::derive_with_previous(&master, previous.as_ref()).map_err(|e| fail(e.0))
+}
+
 /// Loads the signing keys, creating the first one on a fresh database.
 pub fn load_keys(
     conn: &mut diesel::PgConnection,
@@ -115,7 +130,7 @@ pub fn load_keys(
     let rows = storage::keys::load_all(conn).map_err(|e| fail(e.to_string()))?;
     KeyManager::new(
         &rows,
-        server_keys.signing_key_wrap,
+        &server_keys.signing_key_wraps(),
         settings.access_token_ttl,
         clock.now(),
     )
@@ -131,8 +146,7 @@ pub struct Application {
 impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = open_database(&settings)?;
-        let master = master_key(&settings.key_encryption_key)?;
-        let server_keys = ServerKeys::derive(&master).map_err(|e| fail(e.0))?;
+        let server_keys = server_keys(&settings)?;
         let keys = {
             let mut conn = pool
                 .get()

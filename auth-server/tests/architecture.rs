@@ -36,7 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "storage",
         ],
     ),
-    ("background", &["state", "storage"]),
+    ("background", &["audit", "config", "keys", "state", "storage"]),
     (
         "http",
         &[

@@ -18,7 +18,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
 pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let keys = state.keys.snapshot();
     let (body, etag) = keys.jwks_document();
-    let max_age = (state.settings.key_activation_delay.as_secs() / 3).min(300);
+    let max_age = state.settings.jwks_max_age().as_secs();
     let cache_control = if max_age == 0 {
         "no-cache".to_owned()
     } else {

@@ -42,11 +42,10 @@ pub async fn authenticated_client(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let credentials = client_auth::extract(authorization, params)?;
-    let client = state.clients.load(&state.pool, credentials.client_id()).await?;
-    client_auth::authenticate(&credentials, client.as_deref())?;
-    Ok(client.ok_or(OAuthError::InvalidClient {
-        used_basic: credentials.used_basic(),
-    })?)
+    Ok(state
+        .clients
+        .authenticate(&state.pool, &credentials, state.clock.now())
+        .await?)
 }
 
 pub fn token_response(response: &TokenResponse) -> HttpResponse {

@@ -1,12 +1,16 @@
 //! Signing keys: creation, encryption at rest, the in-memory key set every
 //! request signs with, and the JWKS document.
 //!
-//! Lifecycle (see `docs/keys.md`): a key is *published* from the moment it
-//! is created; it *signs* from `activates_at` until a newer key activates
-//! (`keys rotate` sets `activates_at` in the future, so resource servers
-//! learn the key before any token uses it); after that it stays published
-//! until every token it signed has expired (access-token lifetime plus a
-//! minute of clock leeway), then it is dropped.
+//! Lifecycle (see `docs/keys.md` and [`lifecycle`]): a key is *published*
+//! from the moment it is created; it *signs* from `activates_at` until a
+//! newer key activates (`keys rotate` and the scheduled rotation set
+//! `activates_at` in the future, so resource servers learn the key before
+//! any token uses it); after that it stays published until every token it
+//! signed has expired (access-token lifetime plus a minute of clock
+//! leeway), then it is dropped. `keys retire` ends a key early.
+
+pub mod lifecycle;
+pub mod rotation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,6 +24,7 @@ use josekit::jws::{ES256, JwsHeader};
 use josekit::jwt::{self, JwtPayload};
 use serde_json::{Map, Value, json};
 
+use self::lifecycle::{State, Timed, Timeline};
 use crate::crypto::{self, CryptoError};
 use crate::storage::keys::KeyRow;
 
@@ -27,7 +32,7 @@ use crate::storage::keys::KeyRow;
 pub const ALG: &str = "ES256";
 
 /// Clock leeway added to a retired key's publication.
-const RETIREMENT_LEEWAY: Duration = Duration::from_secs(60);
+pub const RETIREMENT_LEEWAY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyError(pub String);
@@ -94,6 +99,7 @@ pub fn generate(
         private_key_sealed: sealed,
         created_at: now,
         activates_at,
+        retired_at: None,
     })
 }
 
@@ -152,38 +158,23 @@ impl josekit::jws::JwsSigner for Es256Signer {
     }
 }
 
-/// A key ready to sign, decrypted once per process.
-pub struct LoadedKey {
-    pub kid: String,
-    pub activates_at: DateTime<Utc>,
+/// A key's private and public material, decrypted once per process.
+struct Material {
     signer: Es256Signer,
     verifier: EcdsaJwsVerifier,
     public_jwk: Map<String, Value>,
 }
 
-impl std::fmt::Debug for LoadedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedKey")
-            .field("kid", &self.kid)
-            .field("activates_at", &self.activates_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LoadedKey {
-    fn open(row: &KeyRow, wrap_key: &[u8; 32]) -> Result<Self, KeyError> {
+impl Material {
+    /// Opens the sealed private key with the first of `wraps` that fits.
+    fn open(row: &KeyRow, wraps: &[[u8; 32]]) -> Result<Self, KeyError> {
         if row.alg != ALG {
             return Err(KeyError(format!(
                 "key {} has unsupported alg {}",
                 row.kid, row.alg
             )));
         }
-        let der = crypto::open(wrap_key, &row.private_key_sealed, row.kid.as_bytes()).map_err(|_| {
-            KeyError(format!(
-                "cannot decrypt signing key {}: AUTH_KEY_ENCRYPTION_KEY differs from the one it was stored with",
-                row.kid
-            ))
-        })?;
+        let der = open_sealed(row, wraps)?;
         // josekit parses the key (and would sign with it); we sign through
         // our own `JwsSigner`, which is the same algorithm without
         // josekit's per-call EVP setup (see `Es256Signer`).
@@ -195,12 +186,93 @@ impl LoadedKey {
         let jwk = Jwk::from_bytes(row.public_jwk.as_bytes())?;
         let verifier = ES256.verifier_from_jwk(&jwk)?;
         Ok(Self {
-            kid: row.kid.clone(),
-            activates_at: row.activates_at,
             signer,
             verifier,
             public_jwk: jwk.into(),
         })
+    }
+}
+
+/// The private key of `row` (DER), opened with the first of `wraps` that
+/// fits, and that wrap's position.
+pub fn open_sealed_at(row: &KeyRow, wraps: &[[u8; 32]]) -> Result<(Vec<u8>, usize), KeyError> {
+    wraps
+        .iter()
+        .enumerate()
+        .find_map(|(i, wrap)| {
+            crypto::open(wrap, &row.private_key_sealed, row.kid.as_bytes())
+                .ok()
+                .map(|der| (der, i))
+        })
+        .ok_or_else(|| {
+            KeyError(format!(
+                "cannot decrypt signing key {}: it was stored under neither AUTH_KEY_ENCRYPTION_KEY nor AUTH_KEY_ENCRYPTION_KEY_PREVIOUS",
+                row.kid
+            ))
+        })
+}
+
+fn open_sealed(row: &KeyRow, wraps: &[[u8; 32]]) -> Result<Vec<u8>, KeyError> {
+    open_sealed_at(row, wraps).map(|(der, _)| der)
+}
+
+/// `row`'s private key sealed again under `wrap` (`keys rewrap`).
+pub fn reseal(row: &KeyRow, der: &[u8], wrap: &[u8; 32]) -> Result<Vec<u8>, KeyError> {
+    Ok(crypto::seal(wrap, der, row.kid.as_bytes())?)
+}
+
+/// A key ready to sign, with its times as of the last reload.
+pub struct LoadedKey {
+    pub kid: String,
+    pub created_at: DateTime<Utc>,
+    pub activates_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+    material: Arc<Material>,
+}
+
+impl std::fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedKey")
+            .field("kid", &self.kid)
+            .field("activates_at", &self.activates_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Timed for LoadedKey {
+    fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    fn activates_at(&self) -> DateTime<Utc> {
+        self.activates_at
+    }
+    fn retired_at(&self) -> Option<DateTime<Utc>> {
+        self.retired_at
+    }
+}
+
+impl Timed for Arc<LoadedKey> {
+    fn created_at(&self) -> DateTime<Utc> {
+        self.as_ref().created_at
+    }
+    fn activates_at(&self) -> DateTime<Utc> {
+        self.as_ref().activates_at
+    }
+    fn retired_at(&self) -> Option<DateTime<Utc>> {
+        self.as_ref().retired_at
+    }
+}
+
+impl Timed for KeyRow {
+    fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    fn activates_at(&self) -> DateTime<Utc> {
+        self.activates_at
+    }
+    fn retired_at(&self) -> Option<DateTime<Utc>> {
+        self.retired_at
     }
 }
 
@@ -216,38 +288,34 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// The key that signs at `now`: the newest one already active.
+    fn timeline(&self) -> Timeline<'_, Arc<LoadedKey>> {
+        Timeline::new(&self.keys, self.access_token_ttl, RETIREMENT_LEEWAY)
+    }
+
+    /// The key that signs at `now`: the newest live one already active.
     pub fn signing_key(&self, now: DateTime<Utc>) -> Option<&LoadedKey> {
-        self.keys
-            .iter()
-            .rev()
-            .find(|k| k.activates_at <= now)
-            .map(AsRef::as_ref)
+        let i = self.timeline().signing(now)?;
+        self.keys.get(i).map(AsRef::as_ref)
     }
 
     /// Keys a verifier may meet at `now`: pending ones, the signing one, and
-    /// retired ones whose tokens may still be unexpired.
+    /// retiring ones whose tokens may still be unexpired.
     pub fn published(&self, now: DateTime<Utc>) -> Vec<&LoadedKey> {
-        let keep_after = chrono::Duration::from_std(self.access_token_ttl + RETIREMENT_LEEWAY)
-            .unwrap_or(chrono::Duration::MAX);
-        self.keys
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| match self.keys.get(i + 1) {
-                None => true,
-                Some(next) => now < next.activates_at + keep_after,
-            })
-            .map(|(_, k)| k.as_ref())
+        self.timeline()
+            .published(now)
+            .filter_map(|i| self.keys.get(i))
+            .map(AsRef::as_ref)
             .collect()
     }
 
     /// Kids that are no longer published and can be deleted.
     pub fn expired_kids(&self, now: DateTime<Utc>) -> Vec<String> {
-        let published: Vec<&str> = self.published(now).iter().map(|k| k.kid.as_str()).collect();
+        let timeline = self.timeline();
         self.keys
             .iter()
-            .filter(|k| !published.contains(&k.kid.as_str()))
-            .map(|k| k.kid.clone())
+            .enumerate()
+            .filter(|(i, _)| timeline.state(*i, now) == State::Retired)
+            .map(|(_, k)| k.kid.clone())
             .collect()
     }
 
@@ -257,7 +325,7 @@ impl KeySet {
             .published(now)
             .into_iter()
             .rev()
-            .map(|k| Value::Object(k.public_jwk.clone()))
+            .map(|k| Value::Object(k.material.public_jwk.clone()))
             .collect();
         json!({ "keys": keys })
     }
@@ -276,7 +344,7 @@ impl KeySet {
             Ok(header
                 .key_id()
                 .and_then(|kid| published.iter().find(|k| k.kid == kid))
-                .map(|k| &k.verifier as &dyn josekit::jws::JwsVerifier))
+                .map(|k| &k.material.verifier as &dyn josekit::jws::JwsVerifier))
         })
         .ok()?;
         oauth_common::jwt::check_type(header.token_type()).ok()?;
@@ -303,7 +371,7 @@ impl KeySet {
         header.set_token_type("at+jwt");
         header.set_key_id(&key.kid);
         let payload = JwtPayload::from_map(claims)?;
-        Ok(jwt::encode_with_signer(&payload, &header, &key.signer)?)
+        Ok(jwt::encode_with_signer(&payload, &header, &key.material.signer)?)
     }
 }
 
@@ -379,7 +447,8 @@ impl crate::protocol::introspect::AccessTokenVerifier for CachingVerifier<'_> {
 /// The process-wide, periodically reloaded key set.
 pub struct KeyManager {
     current: RwLock<Arc<KeySet>>,
-    wrap_key: [u8; 32],
+    /// The current KEK's wrap first, then the previous KEK's, if any.
+    wraps: Vec<[u8; 32]>,
     access_token_ttl: Duration,
 }
 
@@ -390,37 +459,50 @@ impl std::fmt::Debug for KeyManager {
 }
 
 impl KeyManager {
+    /// `wraps`: the current KEK's wrapping key first, then the previous
+    /// KEK's while a rotation is under way.
     pub fn new(
         rows: &[KeyRow],
-        wrap_key: [u8; 32],
+        wraps: &[[u8; 32]],
         access_token_ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<Self, KeyError> {
-        let set = Self::build(rows, &wrap_key, access_token_ttl, None, now)?;
+        let set = Self::build(rows, wraps, access_token_ttl, None, now)?;
         Ok(Self {
             current: RwLock::new(Arc::new(set)),
-            wrap_key,
+            wraps: wraps.to_vec(),
             access_token_ttl,
         })
     }
 
     fn build(
         rows: &[KeyRow],
-        wrap_key: &[u8; 32],
+        wraps: &[[u8; 32]],
         access_token_ttl: Duration,
         previous: Option<&KeySet>,
         now: DateTime<Utc>,
     ) -> Result<KeySet, KeyError> {
-        let known: HashMap<&str, &Arc<LoadedKey>> = previous
-            .map(|p| p.keys.iter().map(|k| (k.kid.as_str(), k)).collect())
+        // Material is decrypted once per process; times come from the rows
+        // every reload (an operator may retire or promote a key).
+        let known: HashMap<&str, &Arc<Material>> = previous
+            .map(|p| p.keys.iter().map(|k| (k.kid.as_str(), &k.material)).collect())
             .unwrap_or_default();
         let mut keys = rows
             .iter()
-            .map(|row| match known.get(row.kid.as_str()) {
-                Some(k) => Ok(Arc::clone(k)),
-                None => LoadedKey::open(row, wrap_key).map(Arc::new),
+            .map(|row| {
+                let material = match known.get(row.kid.as_str()) {
+                    Some(m) => Arc::clone(m),
+                    None => Arc::new(Material::open(row, wraps)?),
+                };
+                Ok(Arc::new(LoadedKey {
+                    kid: row.kid.clone(),
+                    created_at: row.created_at,
+                    activates_at: row.activates_at,
+                    retired_at: row.retired_at,
+                    material,
+                }))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, KeyError>>()?;
         keys.sort_by_key(|k| k.activates_at);
         let mut set = KeySet {
             keys,
@@ -447,7 +529,7 @@ impl KeyManager {
     /// Replaces the key set with freshly loaded rows.
     pub fn replace(&self, rows: &[KeyRow], now: DateTime<Utc>) -> Result<(), KeyError> {
         let previous = self.snapshot();
-        let set = Self::build(rows, &self.wrap_key, self.access_token_ttl, Some(&previous), now)?;
+        let set = Self::build(rows, &self.wraps, self.access_token_ttl, Some(&previous), now)?;
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(set),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
@@ -474,7 +556,7 @@ mod tests {
         let second = generate(&WRAP, t(100), t(1000)).unwrap();
         let manager = KeyManager::new(
             &[first.clone(), second.clone()],
-            WRAP,
+            &[WRAP],
             Duration::from_secs(600),
             t(0),
         )
@@ -495,8 +577,13 @@ mod tests {
     #[test]
     fn jwks_holds_public_keys_only_with_kid_alg_and_use() {
         let row = generate(&WRAP, t(0), t(0)).unwrap();
-        let manager =
-            KeyManager::new(std::slice::from_ref(&row), WRAP, Duration::from_secs(600), t(0)).unwrap();
+        let manager = KeyManager::new(
+            std::slice::from_ref(&row),
+            &[WRAP],
+            Duration::from_secs(600),
+            t(0),
+        )
+        .unwrap();
         let jwks = manager.snapshot().jwks(t(1));
         let key = &jwks["keys"][0];
         assert_eq!(key["kid"], row.kid.as_str());
@@ -509,15 +596,20 @@ mod tests {
     #[test]
     fn a_wrong_wrapping_key_is_a_clear_error() {
         let row = generate(&WRAP, t(0), t(0)).unwrap();
-        let e = KeyManager::new(&[row], [1u8; 32], Duration::from_secs(600), t(0)).unwrap_err();
+        let e = KeyManager::new(&[row], &[[1u8; 32]], Duration::from_secs(600), t(0)).unwrap_err();
         assert!(e.0.contains("AUTH_KEY_ENCRYPTION_KEY"), "{e}");
     }
 
     #[test]
     fn our_signatures_verify_with_josekits_verifier_and_the_published_key() {
         let row = generate(&WRAP, t(0), t(0)).unwrap();
-        let manager =
-            KeyManager::new(std::slice::from_ref(&row), WRAP, Duration::from_secs(600), t(0)).unwrap();
+        let manager = KeyManager::new(
+            std::slice::from_ref(&row),
+            &[WRAP],
+            Duration::from_secs(600),
+            t(0),
+        )
+        .unwrap();
         let set = manager.snapshot();
         for i in 0..20 {
             let mut claims = Map::new();
@@ -533,8 +625,13 @@ mod tests {
     #[test]
     fn signed_token_has_at_jwt_type_and_kid() {
         let row = generate(&WRAP, t(0), t(0)).unwrap();
-        let manager =
-            KeyManager::new(std::slice::from_ref(&row), WRAP, Duration::from_secs(600), t(0)).unwrap();
+        let manager = KeyManager::new(
+            std::slice::from_ref(&row),
+            &[WRAP],
+            Duration::from_secs(600),
+            t(0),
+        )
+        .unwrap();
         let mut claims = Map::new();
         claims.insert("sub".into(), json!("u1"));
         let token = manager.snapshot().sign(claims, t(1)).unwrap();
@@ -549,7 +646,7 @@ mod tests {
         use crate::protocol::introspect::AccessTokenVerifier as _;
         let first = generate(&WRAP, t(0), t(0)).unwrap();
         let second = generate(&WRAP, t(100), t(1000)).unwrap();
-        let manager = KeyManager::new(&[first, second], WRAP, Duration::from_secs(600), t(0)).unwrap();
+        let manager = KeyManager::new(&[first, second], &[WRAP], Duration::from_secs(600), t(0)).unwrap();
         let set = manager.snapshot();
         let mut claims = Map::new();
         claims.insert("sub".into(), json!("u"));

@@ -120,12 +120,11 @@ fn decide(
             Ok(finish(store, Step::Approve))
         }
         Some(decision) => {
-            if !csrf_ok(
-                &state.server_keys.csrf,
-                CsrfPurpose::Consent,
-                raw_session,
-                &decision.csrf_token,
-            ) {
+            if !state
+                .server_keys
+                .csrf_keys()
+                .any(|key| csrf_ok(key, CsrfPurpose::Consent, raw_session, &decision.csrf_token))
+            {
                 tracing::warn!("consent refused: CSRF token missing or wrong");
                 return Ok(View::ConsentExpired);
             }

@@ -163,7 +163,11 @@ fn throttle_key(state: &AppState, device: Option<&str>, username: &str) -> Strin
     let recognised = device.and_then(|value| {
         let (nonce, mac) = value.split_once('.')?;
         let bound = device_binding(nonce, username);
-        csrf_ok(&state.server_keys.csrf, CsrfPurpose::Device, &bound, mac).then(|| nonce.to_owned())
+        state
+            .server_keys
+            .csrf_keys()
+            .any(|key| csrf_ok(key, CsrfPurpose::Device, &bound, mac))
+            .then(|| nonce.to_owned())
     });
     match recognised {
         Some(nonce) => throttle::device_key(&nonce),
@@ -199,9 +203,12 @@ pub async fn sign_in(state: &Arc<AppState>, attempt: Attempt) -> Result<Outcome,
         client_ip,
         return_to,
     } = attempt;
-    let csrf_valid = binding
-        .as_deref()
-        .is_some_and(|b| csrf_ok(&state.server_keys.csrf, CsrfPurpose::Login, b, &presented));
+    let csrf_valid = binding.as_deref().is_some_and(|b| {
+        state
+            .server_keys
+            .csrf_keys()
+            .any(|key| csrf_ok(key, CsrfPurpose::Login, b, &presented))
+    });
     let key = throttle_key(state, device.as_deref(), &username);
     let ip_key = limits::ip_key(client_ip);
     let actor = Actor::ip(client_ip);
@@ -299,7 +306,11 @@ pub async fn sign_in(state: &Arc<AppState>, attempt: Attempt) -> Result<Outcome,
     };
 
     let session_id = crypto::random_token()?;
-    start_session(state, &session_id, user.id, key, old_session, now).await?;
+    if !start_session(state, &session_id, user.id, key, old_session, now).await? {
+        // Disabled by an operator while the password was being checked.
+        record_address_failure(state, ip_key).await;
+        return refused(Refusal::BadCredentials, context);
+    }
     audit::record(Event::SignInSucceeded, actor.user(user.id), "signed in");
     state.metrics.event("login_succeeded");
     Ok(Outcome::SignedIn {
@@ -357,7 +368,8 @@ async fn admit(
 
 /// Clears the throttle and starts a session with a new id. The grants the
 /// browser's old session produced stay tied to this browser (no fixation,
-/// but a later logout still ends them).
+/// but a later logout still ends them). False, and no session, when the
+/// user was disabled meanwhile.
 async fn start_session(
     state: &AppState,
     session_id: &str,
@@ -365,11 +377,14 @@ async fn start_session(
     key: String,
     old_session: Option<String>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let session_hash = crypto::token_hash(session_id);
     let expires_at = now
         + chrono::Duration::from_std(state.settings.session_absolute_ttl).unwrap_or(chrono::Duration::MAX);
     storage::run(&state.pool, move |store| {
+        if !storage::users::record_sign_in(store.conn, user_id, now)? {
+            return Ok(false);
+        }
         storage::throttle::clear(store.conn, &key)?;
         store.create_session(&session_hash, user_id, now, expires_at)?;
         if let Some(old) = old_session {
@@ -377,7 +392,7 @@ async fn start_session(
             storage::grants::rebind_session(store.conn, &old_hash, &session_hash)?;
             store.delete_session(&old_hash)?;
         }
-        Ok(())
+        Ok(true)
     })
     .await
 }

@@ -139,7 +139,12 @@ pub async fn sign_out(
     ip: IpAddr,
 ) -> Result<Outcome, StoreError> {
     let bound = binding(raw_session.as_deref(), login_cookie.as_deref());
-    if !bound.is_some_and(|b| csrf_ok(&state.server_keys.csrf, CsrfPurpose::Logout, &b, csrf_token)) {
+    if !bound.is_some_and(|b| {
+        state
+            .server_keys
+            .csrf_keys()
+            .any(|key| csrf_ok(key, CsrfPurpose::Logout, &b, csrf_token))
+    }) {
         tracing::warn!("logout refused: CSRF token missing or wrong");
         return Ok(Outcome::Forged);
     }

@@ -65,6 +65,7 @@ pub async fn refresh(
                 policy: &st.policy,
                 signer: signer.as_ref(),
                 grace_key: &st.server_keys.refresh_grace,
+                previous_grace_key: st.server_keys.previous.as_deref().map(|p| &p.refresh_grace),
                 now,
             },
             store,

@@ -6,6 +6,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 
 use super::{OAuthError, Params, StoreError};
 use crate::crypto;
@@ -105,9 +106,14 @@ pub fn extract(authorization: Option<&str>, params: &Params) -> Result<Credentia
 }
 
 /// Checks `credentials` against the registered `client` (`None` when the
-/// client id is unknown). Confidential clients must present their secret;
-/// public clients must not present one.
-pub fn authenticate(credentials: &Credentials, client: Option<&Client>) -> Result<(), OAuthError> {
+/// client id is unknown). Confidential clients must present their secret
+/// (or, during a rotation's overlap, the one it replaced, until `now`
+/// reaches the end of the overlap); public clients must not present one.
+pub fn authenticate(
+    credentials: &Credentials,
+    client: Option<&Client>,
+    now: DateTime<Utc>,
+) -> Result<(), OAuthError> {
     let failed = OAuthError::InvalidClient {
         used_basic: credentials.used_basic(),
     };
@@ -117,10 +123,15 @@ pub fn authenticate(credentials: &Credentials, client: Option<&Client>) -> Resul
     match (client.kind, credentials) {
         (ClientKind::Confidential, Credentials::Basic { secret, .. } | Credentials::Post { secret, .. }) => {
             let presented = crypto::token_hash(secret);
-            match &client.secret_hash {
-                Some(stored) if crypto::ct_eq(&presented, stored) => Ok(()),
-                _ => Err(failed),
-            }
+            let current = client
+                .secret_hash
+                .as_ref()
+                .is_some_and(|stored| crypto::ct_eq(&presented, stored));
+            let previous = client
+                .previous_secret
+                .as_ref()
+                .is_some_and(|old| now < old.expires_at && crypto::ct_eq(&presented, &old.hash));
+            if current || previous { Ok(()) } else { Err(failed) }
         }
         (ClientKind::Public, Credentials::None { .. }) => Ok(()),
         _ => Err(failed),
@@ -153,18 +164,44 @@ mod tests {
         (new.client, new.secret.unwrap())
     }
 
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_replaced_secret_works_until_the_overlap_ends_and_not_a_second_longer() {
+        let (mut client, old) = confidential();
+        let (replacement, new) = confidential();
+        client.previous_secret = Some(crate::model::PreviousSecret {
+            hash: client.secret_hash.take().unwrap(),
+            expires_at: now() + chrono::Duration::seconds(60),
+        });
+        client.secret_hash = replacement.secret_hash;
+        let with = |secret: &str, at| {
+            let header = basic(&client.client_id, secret);
+            let creds = extract(Some(&header), &Params::default()).unwrap();
+            authenticate(&creds, Some(&client), at).is_ok()
+        };
+        assert!(with(&new, now()));
+        assert!(with(&old, now()));
+        assert!(with(&old, now() + chrono::Duration::seconds(59)));
+        assert!(!with(&old, now() + chrono::Duration::seconds(60)));
+        assert!(with(&new, now() + chrono::Duration::days(1)));
+        assert!(!with("a-guess", now()));
+    }
+
     #[test]
     fn basic_and_post_both_authenticate_a_confidential_client() {
         let (client, secret) = confidential();
         let header = basic(&client.client_id, &secret);
         let creds = extract(Some(&header), &Params::default()).unwrap();
-        assert!(authenticate(&creds, Some(&client)).is_ok());
+        assert!(authenticate(&creds, Some(&client), now()).is_ok());
         let form = Params::from_pairs([
             ("client_id", client.client_id.as_str()),
             ("client_secret", secret.as_str()),
         ]);
         let creds = extract(None, &form).unwrap();
-        assert!(authenticate(&creds, Some(&client)).is_ok());
+        assert!(authenticate(&creds, Some(&client), now()).is_ok());
     }
 
     #[test]
@@ -172,7 +209,7 @@ mod tests {
         let (client, _) = confidential();
         let creds = extract(Some(&basic(&client.client_id, "nope")), &Params::default()).unwrap();
         assert_eq!(
-            authenticate(&creds, Some(&client)),
+            authenticate(&creds, Some(&client), now()),
             Err(OAuthError::InvalidClient { used_basic: true })
         );
         let form = Params::from_pairs([
@@ -181,7 +218,7 @@ mod tests {
         ]);
         let creds = extract(None, &form).unwrap();
         assert_eq!(
-            authenticate(&creds, Some(&client)),
+            authenticate(&creds, Some(&client), now()),
             Err(OAuthError::InvalidClient { used_basic: false })
         );
     }
@@ -206,7 +243,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            authenticate(&creds, Some(&client)).unwrap_err().code(),
+            authenticate(&creds, Some(&client), now()).unwrap_err().code(),
             "invalid_client"
         );
     }

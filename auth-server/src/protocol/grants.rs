@@ -97,6 +97,10 @@ pub enum RevocationReason {
     RefreshTokenReused,
     RevokedByClient,
     Logout,
+    /// `user set-password`, `user set-roles`, `user disable`.
+    PasswordChanged,
+    RolesChanged,
+    UserDisabled,
 }
 
 impl RevocationReason {
@@ -106,6 +110,9 @@ impl RevocationReason {
             RevocationReason::RefreshTokenReused => "refresh_token_reused",
             RevocationReason::RevokedByClient => "revoked_by_client",
             RevocationReason::Logout => "logout",
+            RevocationReason::PasswordChanged => "password_changed",
+            RevocationReason::RolesChanged => "roles_changed",
+            RevocationReason::UserDisabled => "user_disabled",
         }
     }
 }

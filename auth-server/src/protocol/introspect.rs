@@ -46,8 +46,14 @@ pub struct RefreshInfo {
 }
 
 pub trait IntrospectionStore {
-    /// Whether the token's `jti` was revoked or its grant (`family`) was.
-    fn access_token_revoked(&mut self, jti: Uuid, family: Option<Uuid>) -> Result<bool, StoreError>;
+    /// Whether the token's `jti` was revoked, or its grant (`family`) was,
+    /// or its client no longer exists (`client delete`).
+    fn access_token_revoked(
+        &mut self,
+        jti: Uuid,
+        family: Option<Uuid>,
+        client_id: &str,
+    ) -> Result<bool, StoreError>;
     fn refresh_token_info(&mut self, token_hash: &[u8]) -> Result<Option<RefreshInfo>, StoreError>;
 }
 
@@ -128,7 +134,11 @@ fn access_token(
     if !meant_for(&claims, request.caller) {
         return Ok(None);
     }
-    if store.access_token_revoked(jti, family)? {
+    let client_id = claims
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if store.access_token_revoked(jti, family, client_id)? {
         return Ok(None);
     }
     let mut out = Map::new();
@@ -242,7 +252,7 @@ mod tests {
     struct Empty;
 
     impl IntrospectionStore for Empty {
-        fn access_token_revoked(&mut self, _: Uuid, _: Option<Uuid>) -> Result<bool, StoreError> {
+        fn access_token_revoked(&mut self, _: Uuid, _: Option<Uuid>, _: &str) -> Result<bool, StoreError> {
             Ok(false)
         }
         fn refresh_token_info(&mut self, _: &[u8]) -> Result<Option<RefreshInfo>, StoreError> {

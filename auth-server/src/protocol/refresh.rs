@@ -164,6 +164,9 @@ pub struct RefreshRequest<'a> {
     pub signer: &'a dyn AccessTokenSigner,
     /// Key for sealing the successor pair.
     pub grace_key: &'a [u8; 32],
+    /// The key of the KEK being retired, which may have sealed a pair on an
+    /// instance not yet restarted; it only opens.
+    pub previous_grace_key: Option<&'a [u8; 32]>,
     pub now: DateTime<Utc>,
 }
 
@@ -227,7 +230,14 @@ pub fn refresh<S: RefreshStore>(
                 })
             }
             (Verdict::Replay(sealed), _) => {
-                let opened = crypto::open(request.grace_key, &sealed, &token_hash)?;
+                let opened = match (
+                    crypto::open(request.grace_key, &sealed, &token_hash),
+                    request.previous_grace_key,
+                ) {
+                    (Ok(opened), _) => opened,
+                    (Err(_), Some(previous)) => crypto::open(previous, &sealed, &token_hash)?,
+                    (Err(e), None) => return Err(e.into()),
+                };
                 let sealed: Sealed = serde_json::from_slice(&opened)
                     .map_err(|e| StoreError::Crypto(format!("sealed successor: {e}")))?;
                 let mut response = sealed.response;
@@ -295,8 +305,10 @@ fn successor(
             "a refresh may narrow the scope, never widen it",
         )));
     }
-    // The user's roles may have changed since the grant.
-    let granted = match scope::grant(requested, &record.family_scope, Some(&record.user.roles)) {
+    // The user's roles, and the client's registration (`client update`),
+    // may have changed since the grant; neither is widened by a refresh.
+    let still_registered = record.family_scope.intersection(&request.client.scopes);
+    let granted = match scope::grant(requested, &still_registered, Some(&record.user.roles)) {
         Ok(g) => g,
         Err(e) => return Ok(Err(e)),
     };

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::PgStore;
 use super::schema::clients;
 use crate::domain::{ClientKind, GrantType, RedirectUri, ScopeSet};
-use crate::model::Client;
+use crate::model::{Client, PreviousSecret};
 use crate::protocol::StoreError;
 use crate::protocol::client_auth::ClientDirectory;
 
@@ -24,6 +24,10 @@ struct ClientRow {
     audiences: Vec<String>,
     first_party: bool,
     allow_introspection: bool,
+    previous_secret_hash: Option<Vec<u8>>,
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
 impl ClientRow {
@@ -46,6 +50,10 @@ impl ClientRow {
                 .collect::<Result<_, _>>()
                 .map_err(|e| bad("grant type", e))?,
             scopes: ScopeSet::parse_known(&self.scopes).map_err(|e| bad("scope", e))?,
+            previous_secret: match (self.previous_secret_hash, self.previous_secret_expires_at) {
+                (Some(hash), Some(expires_at)) => Some(PreviousSecret { hash, expires_at }),
+                _ => None,
+            },
             client_id: self.client_id,
             name: self.name,
             secret_hash: self.secret_hash,
@@ -103,6 +111,158 @@ pub fn find(conn: &mut PgConnection, client_id: &str) -> Result<Option<Client>, 
         .optional()?
         .map(ClientRow::into_client)
         .transpose()
+}
+
+/// A client as the operator commands show it: the registration and when
+/// it was made and last changed.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub client: Client,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn record(row: ClientRow) -> Result<ClientRecord, StoreError> {
+    let (created_at, updated_at) = (row.created_at, row.updated_at);
+    Ok(ClientRecord {
+        client: row.into_client()?,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Every client, oldest first.
+pub fn list(conn: &mut PgConnection) -> Result<Vec<ClientRecord>, StoreError> {
+    clients::table
+        .order((clients::created_at.asc(), clients::client_id.asc()))
+        .select(ClientRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(record)
+        .collect()
+}
+
+pub fn show(conn: &mut PgConnection, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+    clients::table
+        .find(client_id)
+        .select(ClientRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(record)
+        .transpose()
+}
+
+/// Replaces the registration of `client.client_id` (never its id, type or
+/// secrets). Returns false when there is no such client.
+pub fn update(conn: &mut PgConnection, client: &Client, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let uris = |list: &[RedirectUri]| -> Vec<String> { list.iter().map(|u| u.as_str().to_owned()).collect() };
+    let changed = diesel::update(clients::table.find(&client.client_id))
+        .set((
+            clients::name.eq(&client.name),
+            clients::redirect_uris.eq(uris(&client.redirect_uris)),
+            clients::post_logout_redirect_uris.eq(uris(&client.post_logout_redirect_uris)),
+            clients::grant_types.eq(client
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect::<Vec<_>>()),
+            clients::scopes.eq(client.scopes.to_strings()),
+            clients::audiences.eq(&client.audiences),
+            clients::first_party.eq(client.first_party),
+            clients::allow_introspection.eq(client.allow_introspection),
+            clients::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Makes `new_hash` the client's secret; the current one keeps working
+/// until `overlap_until` (a past time ends it at once). Only for
+/// confidential clients; returns false when there is none with this id.
+pub fn rotate_secret(
+    conn: &mut PgConnection,
+    client_id: &str,
+    new_hash: &[u8],
+    overlap_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    // One statement: the old hash moves aside as the new one comes in, so
+    // two rotations at once cannot lose a secret that was printed.
+    let changed = diesel::update(
+        clients::table
+            .find(client_id)
+            .filter(clients::client_type.eq(ClientKind::Confidential.as_str())),
+    )
+    .set((
+        clients::previous_secret_hash.eq(clients::secret_hash),
+        clients::previous_secret_expires_at.eq(Some(overlap_until)),
+        clients::secret_hash.eq(Some(new_hash)),
+        clients::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Ends a rotation's overlap: only the current secret works from now on.
+/// Returns whether an overlap was running.
+pub fn retire_secret(
+    conn: &mut PgConnection,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let changed = diesel::update(
+        clients::table
+            .find(client_id)
+            .filter(clients::previous_secret_hash.is_not_null()),
+    )
+    .set((
+        clients::previous_secret_hash.eq(None::<Vec<u8>>),
+        clients::previous_secret_expires_at.eq(None::<DateTime<Utc>>),
+        clients::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// What deleting a client took with it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeletedClient {
+    pub families: usize,
+    pub codes: usize,
+    pub consents: usize,
+}
+
+/// Deletes the client with its codes, token families (and so their refresh
+/// tokens and the access tokens issued from them) and remembered consents.
+/// Its client-credentials tokens introspect as inactive from then on (see
+/// `access_token_revoked`). `None` when there is no such client.
+pub fn delete(conn: &mut PgConnection, client_id: &str) -> Result<Option<DeletedClient>, StoreError> {
+    use super::schema::{authorization_codes, consents, token_families};
+    conn.transaction(|conn| {
+        let exists = clients::table
+            .find(client_id)
+            .select(clients::client_id)
+            .for_update()
+            .first::<String>(conn)
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        // Counted for the operator; the foreign keys cascade anyway.
+        let codes =
+            diesel::delete(authorization_codes::table.filter(authorization_codes::client_id.eq(client_id)))
+                .execute(conn)?;
+        let families = diesel::delete(token_families::table.filter(token_families::client_id.eq(client_id)))
+            .execute(conn)?;
+        let consents =
+            diesel::delete(consents::table.filter(consents::client_id.eq(client_id))).execute(conn)?;
+        diesel::delete(clients::table.find(client_id)).execute(conn)?;
+        Ok(Some(DeletedClient {
+            families,
+            codes,
+            consents,
+        }))
+    })
 }
 
 /// Redirect URIs of every public client, for the CORS allow-list.

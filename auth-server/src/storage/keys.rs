@@ -16,6 +16,7 @@ pub struct KeyRow {
     pub private_key_sealed: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub activates_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 pub fn load_all(conn: &mut PgConnection) -> Result<Vec<KeyRow>, StoreError> {
@@ -53,4 +54,64 @@ pub fn insert_if_none(
 /// of no further use).
 pub fn delete(conn: &mut PgConnection, kids: &[String]) -> Result<usize, StoreError> {
     Ok(diesel::delete(signing_keys::table.filter(signing_keys::kid.eq_any(kids))).execute(conn)?)
+}
+
+/// Ends key `kid` at `now` and, if `promote` is given, makes that key sign
+/// from `now` (a forced retirement of the signing key). One transaction.
+pub fn retire(
+    conn: &mut PgConnection,
+    kid: &str,
+    promote: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        diesel::update(signing_keys::table.find(kid))
+            .set(signing_keys::retired_at.eq(Some(now)))
+            .execute(conn)?;
+        if let Some(next) = promote {
+            diesel::update(
+                signing_keys::table
+                    .find(next)
+                    .filter(signing_keys::activates_at.gt(now)),
+            )
+            .set(signing_keys::activates_at.eq(now))
+            .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Replaces a key's sealed private key if it is still `old` (so two
+/// `keys rewrap` runs at once cannot undo each other). Returns whether it
+/// was replaced.
+pub fn reseal(conn: &mut PgConnection, kid: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        signing_keys::table
+            .find(kid)
+            .filter(signing_keys::private_key_sealed.eq(old)),
+    )
+    .set(signing_keys::private_key_sealed.eq(new))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// The scheduled rotation's lock: held for the transaction by at most one
+/// instance; the others skip this round.
+pub fn with_rotation_lock<T>(
+    conn: &mut PgConnection,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    conn.transaction(|conn| {
+        let got: Locked =
+            diesel::sql_query("SELECT pg_try_advisory_xact_lock(724022002) AS locked").get_result(conn)?;
+        if !got.locked {
+            return Ok(None);
+        }
+        work(conn).map(Some)
+    })
 }

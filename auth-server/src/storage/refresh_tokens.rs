@@ -264,15 +264,30 @@ impl RefreshStore for PgStore<'_> {
 
 impl IntrospectionStore for PgStore<'_> {
     /// Whether an access token is revoked by `jti` or through its family (a
-    /// family that no longer exists counts as revoked).
-    fn access_token_revoked(&mut self, jti: Uuid, family: Option<Uuid>) -> Result<bool, StoreError> {
+    /// family that no longer exists counts as revoked), or its client is
+    /// gone. One round trip.
+    fn access_token_revoked(
+        &mut self,
+        jti: Uuid,
+        family: Option<Uuid>,
+        client_id: &str,
+    ) -> Result<bool, StoreError> {
+        use super::schema::clients;
         let conn = &mut *self.conn;
         let by_jti = revoked_access_tokens::table.filter(revoked_access_tokens::jti.eq(jti));
+        let client = clients::table.filter(clients::client_id.eq(client_id));
         match family {
-            None => Ok(diesel::select(diesel::dsl::exists(by_jti)).get_result(conn)?),
+            None => {
+                let (revoked, client_exists): (bool, bool) =
+                    diesel::select((diesel::dsl::exists(by_jti), diesel::dsl::exists(client)))
+                        .get_result(conn)?;
+                Ok(revoked || !client_exists)
+            }
             Some(family) => {
+                // A family belongs to its client (and is deleted with it).
                 let live_family = token_families::table
                     .filter(token_families::id.eq(family))
+                    .filter(token_families::client_id.eq(client_id))
                     .filter(token_families::revoked_at.is_null());
                 let (revoked, live): (bool, bool) =
                     diesel::select((diesel::dsl::exists(by_jti), diesel::dsl::exists(live_family)))

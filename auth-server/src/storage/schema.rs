@@ -9,6 +9,8 @@ diesel::table! {
         roles -> Array<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
+        last_sign_in_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -27,6 +29,8 @@ diesel::table! {
         allow_introspection -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        previous_secret_hash -> Nullable<Bytea>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -74,6 +78,7 @@ diesel::table! {
         private_key_sealed -> Bytea,
         created_at -> Timestamptz,
         activates_at -> Timestamptz,
+        retired_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -113,6 +118,7 @@ diesel::table! {
 }
 
 diesel::joinable!(browser_sessions -> users (user_id));
+diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(refresh_tokens -> token_families (family_id));
 diesel::joinable!(token_families -> users (user_id));
 diesel::joinable!(token_families -> clients (client_id));

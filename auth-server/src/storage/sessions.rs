@@ -47,6 +47,7 @@ pub fn find(
     let row: Option<SessionRow> = browser_sessions::table
         .inner_join(users::table)
         .filter(browser_sessions::id_hash.eq(id_hash))
+        .filter(users::disabled_at.is_null())
         .filter(browser_sessions::expires_at.gt(now))
         .filter(browser_sessions::last_seen_at.gt(now - idle))
         .select((

@@ -57,7 +57,22 @@ pub fn reserve_attempt(
     Ok(counted.map(|c| c.failures))
 }
 
-pub fn clear(conn: &mut PgConnection, key: &str) -> Result<(), StoreError> {
-    diesel::delete(login_throttle::table.find(key)).execute(conn)?;
-    Ok(())
+/// Forgets the key's failures; returns whether it had any.
+pub fn clear(conn: &mut PgConnection, key: &str) -> Result<bool, StoreError> {
+    Ok(diesel::delete(login_throttle::table.find(key)).execute(conn)? > 0)
+}
+
+/// Until when the key is blocked, if it is at `now`.
+pub fn blocked_until(
+    conn: &mut PgConnection,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(login_throttle::table
+        .find(key)
+        .select(login_throttle::blocked_until)
+        .first::<Option<DateTime<Utc>>>(conn)
+        .optional()?
+        .flatten()
+        .filter(|until| *until > now))
 }

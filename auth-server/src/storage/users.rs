@@ -1,15 +1,18 @@
-//! `users`: creation and lookup by id or case-insensitive username.
+//! `users`: creation, lookup by id or case-insensitive username, and the
+//! operator's changes (`auth-server user ...`). A disabled user is not
+//! found by sign-in or by a code exchange.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::schema::users;
+use super::schema::{authorization_codes, browser_sessions, consents, token_families, users};
 use crate::domain::{PasswordHash, Roles};
 use crate::model::User;
 use crate::protocol::StoreError;
-use crate::protocol::grants::UserDirectory;
+use crate::protocol::grants::{RevocationReason, UserDirectory};
+use crate::protocol::throttle::account_key;
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -83,13 +86,15 @@ pub fn create(
     }
 }
 
-/// The user with this username (case-insensitive) and their password hash.
+/// The user with this username (case-insensitive) and their password
+/// hash, unless the user is disabled.
 pub fn find_by_username(
     conn: &mut PgConnection,
     username: &str,
 ) -> Result<Option<(User, PasswordHash)>, StoreError> {
     users::table
         .filter(lower(users::username).eq(lower(username)))
+        .filter(users::disabled_at.is_null())
         .select(UserRow::as_select())
         .first(conn)
         .optional()?
@@ -97,9 +102,11 @@ pub fn find_by_username(
         .transpose()
 }
 
+/// The user with this id, unless the user is disabled.
 pub fn find_by_id(conn: &mut PgConnection, id: Uuid) -> Result<Option<User>, StoreError> {
     users::table
         .find(id)
+        .filter(users::disabled_at.is_null())
         .select(UserRow::as_select())
         .first(conn)
         .optional()?
@@ -114,6 +121,218 @@ pub fn password_hash_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<Stri
         .select(users::password_hash)
         .first(conn)
         .optional()?)
+}
+
+/// Records a successful sign-in; false when the user was disabled (or
+/// deleted) since the password was checked, so no session may start. The
+/// update waits for an operator's change in progress on the same user.
+pub fn record_sign_in(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let updated = diesel::update(users::table.find(id).filter(users::disabled_at.is_null()))
+        .set(users::last_sign_in_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// A user as the operator commands show it (never the hash).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+}
+
+/// Users, oldest first; with `role`, only those holding it; with
+/// `disabled_only`, only disabled ones.
+pub fn list(
+    conn: &mut PgConnection,
+    role: Option<&str>,
+    disabled_only: bool,
+) -> Result<Vec<UserRecord>, StoreError> {
+    let mut query = users::table
+        .order((users::created_at.asc(), users::id.asc()))
+        .select(UserRecord::as_select())
+        .into_boxed();
+    if let Some(role) = role {
+        query = query.filter(users::roles.contains(vec![role.to_owned()]));
+    }
+    if disabled_only {
+        query = query.filter(users::disabled_at.is_not_null());
+    }
+    Ok(query.load(conn)?)
+}
+
+/// The user with this username (case-insensitive), disabled or not.
+pub fn show(conn: &mut PgConnection, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    Ok(users::table
+        .filter(lower(users::username).eq(lower(username)))
+        .select(UserRecord::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Locks the user's row for the rest of the transaction; `None` when there
+/// is no such user.
+fn lock(conn: &mut PgConnection, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    Ok(users::table
+        .filter(lower(users::username).eq(lower(username)))
+        .select(UserRecord::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?)
+}
+
+/// Ends everything the user holds in browsers and clients: unused codes
+/// first (this waits for an exchange holding one, so the family it creates
+/// is seen next), then every live refresh family, then every session.
+/// Client-credentials tokens are not the user's and are untouched.
+fn end_grants(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    reason: RevocationReason,
+    now: DateTime<Utc>,
+) -> Result<Ended, StoreError> {
+    let codes = diesel::update(
+        authorization_codes::table
+            .filter(authorization_codes::user_id.eq(user_id))
+            .filter(authorization_codes::used_at.is_null())
+            .filter(authorization_codes::expires_at.gt(DateTime::UNIX_EPOCH)),
+    )
+    .set(authorization_codes::expires_at.eq(DateTime::UNIX_EPOCH))
+    .execute(conn)?;
+    let families = diesel::update(
+        token_families::table
+            .filter(token_families::user_id.eq(user_id))
+            .filter(token_families::revoked_at.is_null()),
+    )
+    .set((
+        token_families::revoked_at.eq(Some(now)),
+        token_families::revoked_reason.eq(Some(reason.as_str())),
+    ))
+    .execute(conn)?;
+    let sessions = diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(user_id)))
+        .execute(conn)?;
+    Ok(Ended {
+        codes,
+        families,
+        sessions,
+    })
+}
+
+/// What a change to a user ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub codes: usize,
+    pub families: usize,
+    pub sessions: usize,
+}
+
+/// A change an operator makes to a user.
+#[derive(Debug, Clone)]
+pub enum Change<'a> {
+    Password(&'a PasswordHash),
+    Roles(&'a Roles),
+    Disable,
+    Enable,
+}
+
+/// Applies `change` to the user and, except for `Enable`, ends their
+/// sessions and refresh families in the same transaction, so no grant made
+/// under the old password, roles or status survives it. `None` when there
+/// is no such user.
+pub fn change(
+    conn: &mut PgConnection,
+    username: &str,
+    change: Change<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<(UserRecord, Ended)>, StoreError> {
+    conn.transaction(|conn| {
+        let Some(user) = lock(conn, username)? else {
+            return Ok(None);
+        };
+        let target = users::table.find(user.id);
+        let reason = match change {
+            Change::Password(hash) => {
+                diesel::update(target)
+                    .set((users::password_hash.eq(hash.as_str()), users::updated_at.eq(now)))
+                    .execute(conn)?;
+                Some(RevocationReason::PasswordChanged)
+            }
+            Change::Roles(roles) => {
+                diesel::update(target)
+                    .set((users::roles.eq(roles.to_strings()), users::updated_at.eq(now)))
+                    .execute(conn)?;
+                Some(RevocationReason::RolesChanged)
+            }
+            Change::Disable => {
+                // Disabling twice keeps the first time.
+                diesel::update(target.filter(users::disabled_at.is_null()))
+                    .set((users::disabled_at.eq(Some(now)), users::updated_at.eq(now)))
+                    .execute(conn)?;
+                Some(RevocationReason::UserDisabled)
+            }
+            Change::Enable => {
+                diesel::update(target)
+                    .set((
+                        users::disabled_at.eq(None::<DateTime<Utc>>),
+                        users::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                None
+            }
+        };
+        let ended = match reason {
+            Some(reason) => end_grants(conn, user.id, reason, now)?,
+            None => Ended::default(),
+        };
+        let after = users::table
+            .find(user.id)
+            .select(UserRecord::as_select())
+            .first(conn)?;
+        Ok(Some((after, ended)))
+    })
+}
+
+/// What deleting a user took with it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Deleted {
+    pub id: Uuid,
+    pub sessions: usize,
+    pub families: usize,
+    pub consents: usize,
+}
+
+/// Deletes the user with their sessions, codes, token families (and so
+/// refresh tokens, whose access tokens then introspect as inactive),
+/// remembered consents and sign-in throttle. `None` when there is no such
+/// user.
+pub fn delete(conn: &mut PgConnection, username: &str) -> Result<Option<Deleted>, StoreError> {
+    conn.transaction(|conn| {
+        let Some(user) = lock(conn, username)? else {
+            return Ok(None);
+        };
+        let id = user.id;
+        // Codes first, as at logout: an exchange holding one finishes first.
+        diesel::delete(authorization_codes::table.filter(authorization_codes::user_id.eq(id)))
+            .execute(conn)?;
+        let families =
+            diesel::delete(token_families::table.filter(token_families::user_id.eq(id))).execute(conn)?;
+        let sessions =
+            diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(id))).execute(conn)?;
+        let consents = diesel::delete(consents::table.filter(consents::user_id.eq(id))).execute(conn)?;
+        super::throttle::clear(conn, &account_key(&user.username))?;
+        diesel::delete(users::table.find(id)).execute(conn)?;
+        Ok(Some(Deleted {
+            id,
+            sessions,
+            families,
+            consents,
+        }))
+    })
 }
 
 impl UserDirectory for PgStore<'_> {

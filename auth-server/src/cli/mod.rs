@@ -11,11 +11,14 @@ use serde_json::json;
 
 use crate::audit::{self, Actor, Event};
 use crate::config::Settings;
-use crate::crypto::ServerKeys;
 use crate::domain::{Password, PasswordHash, Roles, Username};
 use crate::registration::ClientRegistration;
 use crate::startup::{self, Application};
 use crate::storage;
+
+mod clients;
+mod keys;
+mod users;
 
 #[derive(Debug, Parser)]
 #[command(name = "auth-server", version, about = "OAuth 2.1 authorization server")]
@@ -48,6 +51,23 @@ pub enum Command {
 pub enum UserCommand {
     /// Create a user; the password is read from standard input.
     Create(UserCreate),
+    /// List users (never their password hashes).
+    List(users::ListArgs),
+    /// Show one user.
+    Show(users::Named),
+    /// Set a new password (read from standard input); ends the user's
+    /// sessions and refresh-token families.
+    SetPassword(users::SetPassword),
+    /// Replace the user's roles; revokes their refresh-token families.
+    SetRoles(users::SetRoles),
+    /// Stop the user signing in; ends their sessions and families.
+    Disable(users::Named),
+    /// Let a disabled user sign in again.
+    Enable(users::Named),
+    /// Clear the account's sign-in throttle.
+    Unlock(users::Named),
+    /// Delete the user and everything tied to them (needs --yes).
+    Delete(users::Delete),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +86,18 @@ pub struct UserCreate {
 pub enum ClientCommand {
     /// Register a client.
     Create(ClientCreate),
+    /// List clients (never their secret hashes).
+    List,
+    /// Show one client.
+    Show(clients::Id),
+    /// Change a registration, checked as at create.
+    Update(clients::Update),
+    /// Print a new secret; the old one works for the overlap.
+    RotateSecret(clients::RotateSecret),
+    /// End a rotation's overlap now: only the newest secret works.
+    RetireSecret(clients::Id),
+    /// Delete the client and revoke everything it holds (needs --yes).
+    Delete(clients::Delete),
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +134,30 @@ pub enum KeysCommand {
     /// Add a signing key; it is published now and signs after
     /// AUTH_KEY_ACTIVATION_DELAY seconds.
     Rotate,
+    /// List signing keys and their state.
+    List,
+    /// Stop publishing a key once none of its tokens can still be valid
+    /// (earlier only with --force).
+    Retire(keys::Retire),
+    /// Re-encrypt every private key under AUTH_KEY_ENCRYPTION_KEY, reading
+    /// with AUTH_KEY_ENCRYPTION_KEY_PREVIOUS.
+    Rewrap,
+}
+
+/// A time for JSON output.
+pub(crate) fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> serde_json::Value {
+    at.map_or(serde_json::Value::Null, |t| json!(t.to_rfc3339()))
+}
+
+/// Refuses an irreversible command run without `--yes`.
+pub(crate) fn confirmed(yes: bool, what: &str) -> Result<(), CliError> {
+    if yes {
+        Ok(())
+    } else {
+        Err(CliError(format!(
+            "{what} is irreversible; run it again with --yes"
+        )))
+    }
 }
 
 /// A command failure: the message for standard error.
@@ -114,13 +170,13 @@ impl<E: std::fmt::Display> From<E> for CliError {
     }
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+pub(crate) fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{value}").map_err(|e| CliError(format!("cannot write output: {e}")))
 }
 
 /// Reads the whole of standard input and drops one trailing line break.
-fn read_password() -> Result<String, CliError> {
+pub(crate) fn read_password() -> Result<String, CliError> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -202,8 +258,7 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
 
 pub fn rotate_keys(settings: &Settings) -> Result<(), CliError> {
     let mut conn = startup::open_connection(settings)?;
-    let master = startup::master_key(&settings.key_encryption_key)?;
-    let server_keys = ServerKeys::derive(&master)?;
+    let server_keys = startup::server_keys(settings)?;
     // Fails early if the configured key cannot open the existing keys.
     startup::load_keys(&mut conn, &server_keys, settings)?;
     let now = Clock::system().now();
@@ -233,9 +288,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             startup::open_connection(&settings)?;
             Ok(())
         }
-        Some(Command::User(UserCommand::Create(args))) => create_user(&settings, &args),
-        Some(Command::Client(ClientCommand::Create(args))) => create_client(&settings, args),
-        Some(Command::Keys(KeysCommand::Rotate)) => rotate_keys(&settings),
+        Some(Command::User(command)) => users::run(&settings, command),
+        Some(Command::Client(command)) => clients::run(&settings, command),
+        Some(Command::Keys(command)) => keys::run(&settings, command),
     }
 }
 
