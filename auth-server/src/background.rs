@@ -41,6 +41,11 @@ pub async fn rotate_if_due(state: &web::Data<AppState>) {
     let Some(schedule) = schedule(&state.settings) else {
         return;
     };
+    // While the KEK is being changed, instances still on the old one could
+    // not open a key sealed here under the new one: rotate afterwards.
+    if state.server_keys.previous.is_some() {
+        return;
+    }
     let wrap = state.server_keys.signing_key_wrap;
     let now = state.clock.now();
     match storage::run(&state.pool, move |store| {

@@ -5,8 +5,8 @@
 //! The client cache is short-lived. Client
 //! authentication is on the hottest path (client_credentials); with the
 //! cache a token request needs no database round trip. Entries expire after
-//! `TTL`, so a change made by another process (the CLI, another instance)
-//! is seen within that time. Nothing in the server itself changes clients
+//! `TTL` (5 s), so a change made by another process (the CLI, another
+//! instance) is seen within that time. Nothing in the server itself changes clients
 //! today; code that does must drop the entry (`ClientCache::invalidate`).
 //! A secret that fails against a cached entry is checked against the
 //! database before it is refused, so a rotated secret works at once.
@@ -25,7 +25,12 @@ use crate::protocol::client_auth::{self, ClientDirectory, Credentials};
 use crate::protocol::{OAuthError, StoreError};
 use crate::storage;
 
-const TTL: Duration = Duration::from_secs(30);
+/// How long a cached client is believed: the longest a secret replaced on
+/// another instance (or a deleted client) keeps working here.
+const TTL: Duration = Duration::from_secs(5);
+/// How old a cached client may be to authenticate while the database
+/// cannot be reached.
+const STALE_IF_ERROR: Duration = Duration::from_secs(300);
 const CAPACITY: usize = 10_000;
 
 pub struct ClientCache {
@@ -58,24 +63,37 @@ impl ClientCache {
         Ok(found.map(|c| self.put(c)))
     }
 
-    /// The client `credentials` authenticate, or the refusal. A refusal
-    /// based on a cached entry is checked once more against the database,
-    /// so a secret rotated by the CLI or on another instance works at once;
-    /// a secret retired there stops working here within `TTL`.
+    /// The client `credentials` authenticate, or the refusal. A cached
+    /// entry only ever accepts the current secret; anything else (a wrong
+    /// secret, a secret rotated by the CLI or on another instance, the old
+    /// secret during a rotation's overlap) is checked against the database.
+    /// So a new secret works at once, an old one stops the moment its
+    /// overlap is ended, and a secret replaced with `--overlap 0` stops
+    /// within `TTL`.
     pub async fn authenticate(
         &self,
         pool: &PgPool,
         credentials: &Credentials,
         now: DateTime<Utc>,
     ) -> Result<Arc<Client>, OAuthError> {
-        if let Some(client) = self.get(credentials.client_id())
-            && client_auth::authenticate(credentials, Some(&client), now).is_ok()
+        let cached = self.get(credentials.client_id());
+        if let Some(client) = &cached
+            && client_auth::authenticate_with(credentials, Some(client), None).is_ok()
         {
-            return Ok(client);
+            return Ok(Arc::clone(client));
         }
         let id = credentials.client_id().to_owned();
-        let found = storage::run(pool, move |store| store.client(&id)).await?;
-        let client = found.map(|c| self.put(c));
+        let client = match storage::run(pool, move |store| store.client(&id)).await {
+            Ok(found) => found.map(|c| self.put(c)),
+            // The database is away (so nobody can change the client
+            // either): a registration cached in the last `STALE_IF_ERROR`
+            // decides, so the hot path keeps serving and a wrong secret is
+            // still `invalid_client`.
+            Err(e) => match cached.or_else(|| self.get_within(credentials.client_id(), STALE_IF_ERROR)) {
+                Some(client) => Some(client),
+                None => return Err(e.into()),
+            },
+        };
         client_auth::authenticate(credentials, client.as_deref(), now)?;
         client.ok_or(OAuthError::InvalidClient {
             used_basic: credentials.used_basic(),
@@ -84,6 +102,11 @@ impl ClientCache {
 
     /// The cached client if it is fresh.
     pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.get_within(client_id, TTL)
+    }
+
+    /// The cached client if it was loaded less than `age` ago.
+    fn get_within(&self, client_id: &str, age: Duration) -> Option<Arc<Client>> {
         let now = self.clock.instant();
         let entries = match self.entries.read() {
             Ok(e) => e,
@@ -91,7 +114,7 @@ impl ClientCache {
         };
         entries
             .get(client_id)
-            .filter(|(_, loaded)| now.saturating_duration_since(*loaded) < TTL)
+            .filter(|(_, loaded)| now.saturating_duration_since(*loaded) < age)
             .map(|(client, _)| Arc::clone(client))
     }
 

@@ -165,7 +165,7 @@ pub fn run(settings: &Settings, command: ClientCommand) -> Result<(), CliError> 
             print_json(&json!({
                 "client_id": args.client_id,
                 "client_secret": secret,
-                "previous_secret_valid_until": until.to_rfc3339(),
+                "previous_secret_valid_until": time(Some(until).filter(|_| args.overlap > 0)),
             }))
         }
         ClientCommand::RetireSecret(Id { client_id }) => {

@@ -44,6 +44,22 @@ impl Schedule {
     }
 }
 
+/// When the key a due rotation adds at `now` should start signing; `None`
+/// when no rotation is due. `rows` sorted by `activates_at`.
+pub fn due<K: super::lifecycle::Timed>(
+    rows: &[K],
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let timeline = Timeline::new(rows, schedule.access_token_ttl, RETIREMENT_LEEWAY);
+    if !timeline.rotation_due(now, schedule.every) {
+        return Ok(None);
+    }
+    let delay = chrono::Duration::from_std(schedule.pre_publication())
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    Ok(Some(now + delay))
+}
+
 /// Adds the next key if a rotation is due and no other instance holds the
 /// rotation lock. Returns the key added, if any.
 pub fn tick(
@@ -56,13 +72,10 @@ pub fn tick(
         // Read under the lock: an instance that rotated a moment ago has
         // committed its key, so it is seen here and no second one is made.
         let rows = storage::keys::load_all(conn)?;
-        let timeline = Timeline::new(&rows, schedule.access_token_ttl, RETIREMENT_LEEWAY);
-        if !timeline.rotation_due(now, schedule.every) {
+        let Some(activates_at) = due(&rows, schedule, now)? else {
             return Ok(None);
-        }
-        let delay = chrono::Duration::from_std(schedule.pre_publication())
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let row = generate(wrap, now, now + delay)?;
+        };
+        let row = generate(wrap, now, activates_at)?;
         storage::keys::insert(conn, &row)?;
         Ok(Some(row))
     })?;

@@ -114,6 +114,16 @@ pub fn authenticate(
     client: Option<&Client>,
     now: DateTime<Utc>,
 ) -> Result<(), OAuthError> {
+    authenticate_with(credentials, client, Some(now))
+}
+
+/// [`authenticate`] against the current secret only (`previous_until:
+/// None`), or also against a replaced one until its overlap ends.
+pub fn authenticate_with(
+    credentials: &Credentials,
+    client: Option<&Client>,
+    previous_until: Option<DateTime<Utc>>,
+) -> Result<(), OAuthError> {
     let failed = OAuthError::InvalidClient {
         used_basic: credentials.used_basic(),
     };
@@ -127,10 +137,10 @@ pub fn authenticate(
                 .secret_hash
                 .as_ref()
                 .is_some_and(|stored| crypto::ct_eq(&presented, stored));
-            let previous = client
-                .previous_secret
-                .as_ref()
-                .is_some_and(|old| now < old.expires_at && crypto::ct_eq(&presented, &old.hash));
+            let previous = match (&client.previous_secret, previous_until) {
+                (Some(old), Some(now)) => now < old.expires_at && crypto::ct_eq(&presented, &old.hash),
+                _ => false,
+            };
             if current || previous { Ok(()) } else { Err(failed) }
         }
         (ClientKind::Public, Credentials::None { .. }) => Ok(()),

@@ -210,18 +210,25 @@ pub fn retire_secret(
     client_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let changed = diesel::update(
-        clients::table
+    conn.transaction(|conn| {
+        let until: Option<Option<DateTime<Utc>>> = clients::table
             .find(client_id)
-            .filter(clients::previous_secret_hash.is_not_null()),
-    )
-    .set((
-        clients::previous_secret_hash.eq(None::<Vec<u8>>),
-        clients::previous_secret_expires_at.eq(None::<DateTime<Utc>>),
-        clients::updated_at.eq(now),
-    ))
-    .execute(conn)?;
-    Ok(changed == 1)
+            .select(clients::previous_secret_expires_at)
+            .for_update()
+            .first(conn)
+            .optional()?;
+        let Some(Some(until)) = until else {
+            return Ok(false);
+        };
+        diesel::update(clients::table.find(client_id))
+            .set((
+                clients::previous_secret_hash.eq(None::<Vec<u8>>),
+                clients::previous_secret_expires_at.eq(None::<DateTime<Utc>>),
+                clients::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(until > now)
+    })
 }
 
 /// What deleting a client took with it.

@@ -186,24 +186,32 @@ fn lock(conn: &mut PgConnection, username: &str) -> Result<Option<UserRecord>, S
         .optional()?)
 }
 
-/// Ends everything the user holds in browsers and clients: unused codes
-/// first (this waits for an exchange holding one, so the family it creates
-/// is seen next), then every live refresh family, then every session.
+/// What a change ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Refresh families only (new roles: the browser session and unused
+    /// codes are re-checked against the roles when they are used).
+    Families,
+    /// Unused codes, refresh families and browser sessions.
+    Everything,
+}
+
+/// Ends what the user holds in browsers and clients: unused codes first
+/// (this waits for an exchange holding one, so the family it creates is
+/// seen next), then every live refresh family, then every session.
 /// Client-credentials tokens are not the user's and are untouched.
 fn end_grants(
     conn: &mut PgConnection,
     user_id: Uuid,
     reason: RevocationReason,
+    reach: Reach,
     now: DateTime<Utc>,
 ) -> Result<Ended, StoreError> {
-    let codes = diesel::update(
-        authorization_codes::table
-            .filter(authorization_codes::user_id.eq(user_id))
-            .filter(authorization_codes::used_at.is_null())
-            .filter(authorization_codes::expires_at.gt(DateTime::UNIX_EPOCH)),
-    )
-    .set(authorization_codes::expires_at.eq(DateTime::UNIX_EPOCH))
-    .execute(conn)?;
+    let codes = if reach == Reach::Families {
+        0
+    } else {
+        expire_codes(conn, user_id)?
+    };
     let families = diesel::update(
         token_families::table
             .filter(token_families::user_id.eq(user_id))
@@ -214,13 +222,29 @@ fn end_grants(
         token_families::revoked_reason.eq(Some(reason.as_str())),
     ))
     .execute(conn)?;
-    let sessions = diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(user_id)))
-        .execute(conn)?;
+    let sessions = if reach == Reach::Families {
+        0
+    } else {
+        diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(user_id))).execute(conn)?
+    };
     Ok(Ended {
         codes,
         families,
         sessions,
     })
+}
+
+/// Expires the user's unused authorization codes (at the epoch, as at
+/// logout, so a clock a moment behind still finds them expired).
+fn expire_codes(conn: &mut PgConnection, user_id: Uuid) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        authorization_codes::table
+            .filter(authorization_codes::user_id.eq(user_id))
+            .filter(authorization_codes::used_at.is_null())
+            .filter(authorization_codes::expires_at.gt(DateTime::UNIX_EPOCH)),
+    )
+    .set(authorization_codes::expires_at.eq(DateTime::UNIX_EPOCH))
+    .execute(conn)?)
 }
 
 /// What a change to a user ended.
@@ -240,10 +264,11 @@ pub enum Change<'a> {
     Enable,
 }
 
-/// Applies `change` to the user and, except for `Enable`, ends their
-/// sessions and refresh families in the same transaction, so no grant made
-/// under the old password, roles or status survives it. `None` when there
-/// is no such user.
+/// Applies `change` to the user and, in the same transaction, ends what
+/// was granted before it: a new password or a disable ends sessions,
+/// unused codes and refresh families; new roles revoke the refresh
+/// families (whose scope was granted under the old roles). `None` when
+/// there is no such user.
 pub fn change(
     conn: &mut PgConnection,
     username: &str,
@@ -260,20 +285,20 @@ pub fn change(
                 diesel::update(target)
                     .set((users::password_hash.eq(hash.as_str()), users::updated_at.eq(now)))
                     .execute(conn)?;
-                Some(RevocationReason::PasswordChanged)
+                Some((RevocationReason::PasswordChanged, Reach::Everything))
             }
             Change::Roles(roles) => {
                 diesel::update(target)
                     .set((users::roles.eq(roles.to_strings()), users::updated_at.eq(now)))
                     .execute(conn)?;
-                Some(RevocationReason::RolesChanged)
+                Some((RevocationReason::RolesChanged, Reach::Families))
             }
             Change::Disable => {
                 // Disabling twice keeps the first time.
                 diesel::update(target.filter(users::disabled_at.is_null()))
                     .set((users::disabled_at.eq(Some(now)), users::updated_at.eq(now)))
                     .execute(conn)?;
-                Some(RevocationReason::UserDisabled)
+                Some((RevocationReason::UserDisabled, Reach::Everything))
             }
             Change::Enable => {
                 diesel::update(target)
@@ -286,7 +311,7 @@ pub fn change(
             }
         };
         let ended = match reason {
-            Some(reason) => end_grants(conn, user.id, reason, now)?,
+            Some((reason, reach)) => end_grants(conn, user.id, reason, reach, now)?,
             None => Ended::default(),
         };
         let after = users::table

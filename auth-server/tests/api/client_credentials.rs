@@ -265,3 +265,26 @@ fn cached_client_gets_tokens_while_the_database_is_unreachable() {
     assert_oauth_error(&wrong, 401, "invalid_client");
     proxy.start_again();
 }
+
+/// The client cache is short (a rotated secret is seen within 5 s), but
+/// while the database cannot be reached a registration cached in the last
+/// five minutes still decides: the hot path keeps serving.
+#[test]
+fn a_client_cached_before_an_outage_still_authenticates_after_the_cache_lifetime() {
+    let db = oauth_common::testing::TestDatabase::create("auth_test");
+    let mut proxy = oauth_common::testing::TcpProxy::to_postgres();
+    let url = db.url_via(&proxy);
+    let env = test_env(&url, |_| {});
+    let app = start(db, env);
+    let (client, secret) = service(&app);
+    let ok = with_basic(&app, &client.client_id, &secret, &[GRANT]);
+    assert_machine_token(&app, &ok, &client, "profile notes:read");
+
+    proxy.stop();
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let reply = with_basic(&app, &client.client_id, &secret, &[GRANT]);
+    assert_machine_token(&app, &reply, &client, "profile notes:read");
+    let wrong = with_basic(&app, &client.client_id, "not-the-secret", &[GRANT]);
+    assert_oauth_error(&wrong, 401, "invalid_client");
+    proxy.start_again();
+}

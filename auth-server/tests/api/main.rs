@@ -31,3 +31,7 @@ mod throttle;
 mod breached;
 mod hardening;
 mod limits;
+
+// Operator commands (issue 12).
+mod key_operations;
+mod operator;
