@@ -19,6 +19,11 @@ pub const CLEANUP_BATCH: i64 = 500;
 
 /// Starts the background loops; abort the handle to stop them.
 pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> {
+    if state.settings.key_rotation_interval.is_some() && state.server_keys.previous.is_some() {
+        tracing::warn!(
+            "AUTH_KEY_ENCRYPTION_KEY_PREVIOUS is set: scheduled key rotation is paused on this instance until the KEK change is finished (keys rewrap, then unset it)"
+        );
+    }
     actix_web::rt::spawn(async move {
         let reload_every = state.settings.key_reload_interval;
         let cleanup_every = state.settings.cleanup_interval;

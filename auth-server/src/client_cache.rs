@@ -30,7 +30,7 @@ use crate::storage;
 const TTL: Duration = Duration::from_secs(5);
 /// How old a cached client may be to authenticate while the database
 /// cannot be reached.
-const STALE_IF_ERROR: Duration = Duration::from_secs(300);
+const STALE_IF_ERROR: Duration = Duration::from_secs(30);
 const CAPACITY: usize = 10_000;
 
 pub struct ClientCache {
@@ -84,7 +84,12 @@ impl ClientCache {
         }
         let id = credentials.client_id().to_owned();
         let client = match storage::run(pool, move |store| store.client(&id)).await {
-            Ok(found) => found.map(|c| self.put(c)),
+            Ok(Some(found)) => Some(self.put(found)),
+            Ok(None) => {
+                // Deleted: not even an outage may bring it back.
+                self.invalidate(credentials.client_id());
+                None
+            }
             // The database is away (so nobody can change the client
             // either): a registration cached in the last `STALE_IF_ERROR`
             // decides, so the hot path keeps serving and a wrong secret is

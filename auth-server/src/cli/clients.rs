@@ -18,11 +18,15 @@ use crate::storage::clients::ClientRecord;
 
 #[derive(Debug, Args)]
 pub struct Id {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub client_id: String,
 }
 
 #[derive(Debug, Args)]
 pub struct Update {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub client_id: String,
     #[arg(long)]
     pub name: Option<String>,
@@ -56,6 +60,8 @@ pub struct Update {
 
 #[derive(Debug, Args)]
 pub struct RotateSecret {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub client_id: String,
     /// Seconds the old secret keeps working (0 ends it at once).
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u32).range(0..=2_592_000))]
@@ -64,6 +70,8 @@ pub struct RotateSecret {
 
 #[derive(Debug, Args)]
 pub struct Delete {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub client_id: String,
     /// Confirm: the client and every token it holds are gone for good.
     #[arg(long)]

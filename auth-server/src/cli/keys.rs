@@ -15,6 +15,8 @@ use crate::storage;
 
 #[derive(Debug, Args)]
 pub struct Retire {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub kid: String,
     /// Retire it even though tokens it signed may still be valid (they stop
     /// verifying); for a compromised key.
@@ -24,11 +26,29 @@ pub struct Retire {
 
 pub fn run(settings: &Settings, command: KeysCommand) -> Result<(), CliError> {
     match command {
-        KeysCommand::Rotate => super::rotate_keys(settings),
+        KeysCommand::Rotate => rotate(settings),
         KeysCommand::List => list(settings),
         KeysCommand::Retire(args) => retire(settings, &args),
         KeysCommand::Rewrap => rewrap(settings),
     }
+}
+
+/// Adds a key that signs after `AUTH_KEY_ACTIVATION_DELAY`, under the
+/// rotation lock so it cannot race a scheduled rotation.
+fn rotate(settings: &Settings) -> Result<(), CliError> {
+    let mut conn = startup::open_connection(settings)?;
+    let server_keys = startup::server_keys(settings)?;
+    // Fails early if the configured key cannot open the existing keys.
+    startup::load_keys(&mut conn, &server_keys, settings)?;
+    let now = Clock::system().now();
+    let delay = chrono::Duration::from_std(settings.key_activation_delay)?;
+    let row = keys::generate(&server_keys.signing_key_wrap, now, now + delay)?;
+    let added = storage::keys::with_rotation_lock(&mut conn, |conn| storage::keys::insert(conn, &row))?;
+    if added.is_none() {
+        return Err(CliError("another key change is in progress; try again".into()));
+    }
+    tracing::info!(target: "audit", audit = Event::KeyRotated.as_str(), kid = %row.kid, "audit: key_rotated");
+    print_json(&json!({ "kid": row.kid, "alg": row.alg, "activates_at": row.activates_at.to_rfc3339() }))
 }
 
 fn list(settings: &Settings) -> Result<(), CliError> {
@@ -66,7 +86,10 @@ fn retire(settings: &Settings, args: &Retire) -> Result<(), CliError> {
             return Ok(Err(format!("no signing key with kid {:?}", args.kid)));
         };
         let timeline = Timeline::new(&rows, settings.access_token_ttl, RETIREMENT_LEEWAY);
-        let promote = match retirement(&timeline, i, now, args.force) {
+        // Other instances see the change at their next reload; allow a
+        // minute of clock skew on top.
+        let settle = settings.key_reload_interval + RETIREMENT_LEEWAY;
+        let promote = match retirement(&timeline, i, now, args.force, settle) {
             Retirement::Refused(why) => return Ok(Err(format!("refusing to retire {}: {why}", args.kid))),
             Retirement::Now => None,
             Retirement::Forced { promote } => promote.and_then(|j| rows.get(j)).map(|r| r.kid.clone()),

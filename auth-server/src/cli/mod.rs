@@ -256,19 +256,6 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
     print_json(&out)
 }
 
-pub fn rotate_keys(settings: &Settings) -> Result<(), CliError> {
-    let mut conn = startup::open_connection(settings)?;
-    let server_keys = startup::server_keys(settings)?;
-    // Fails early if the configured key cannot open the existing keys.
-    startup::load_keys(&mut conn, &server_keys, settings)?;
-    let now = Clock::system().now();
-    let delay = chrono::Duration::from_std(settings.key_activation_delay)?;
-    let row = crate::keys::generate(&server_keys.signing_key_wrap, now, now + delay)?;
-    storage::keys::insert(&mut conn, &row)?;
-    tracing::info!(target: "audit", audit = Event::KeyRotated.as_str(), kid = %row.kid, "audit: key_rotated");
-    print_json(&json!({ "kid": row.kid, "alg": row.alg, "activates_at": row.activates_at.to_rfc3339() }))
-}
-
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let (settings, unknown) = Settings::load(cli.config.as_deref())?;

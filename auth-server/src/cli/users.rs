@@ -9,7 +9,6 @@ use super::{CliError, UserCommand, confirmed, print_json, read_password, time};
 use crate::audit::{self, Actor, Event};
 use crate::config::Settings;
 use crate::domain::{Password, PasswordHash, Roles, Username};
-use crate::protocol::throttle::account_key;
 use crate::startup;
 use crate::storage;
 use crate::storage::users::{Change, Ended, UserRecord};
@@ -26,11 +25,15 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct Named {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub username: String,
 }
 
 #[derive(Debug, Args)]
 pub struct SetPassword {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub username: String,
     /// Read the password from standard input (it is never taken from argv).
     #[arg(long, required = true)]
@@ -39,6 +42,8 @@ pub struct SetPassword {
 
 #[derive(Debug, Args)]
 pub struct SetRoles {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub username: String,
     /// user or admin; repeat for several.
     #[arg(long = "role", required = true)]
@@ -47,6 +52,8 @@ pub struct SetRoles {
 
 #[derive(Debug, Args)]
 pub struct Delete {
+    /// May start with '-' (ids and kids are base64url).
+    #[arg(allow_hyphen_values = true)]
     pub username: String,
     /// Confirm: the user and everything tied to them are deleted for good.
     #[arg(long)]
@@ -95,7 +102,7 @@ pub fn run(settings: &Settings, command: UserCommand) -> Result<(), CliError> {
             let out = users
                 .iter()
                 .map(|u| {
-                    let locked = storage::throttle::blocked_until(&mut conn, &account_key(&u.username), now)?;
+                    let locked = storage::throttle::account_locked_until(&mut conn, &u.username, now)?;
                     Ok(user_json(u, locked))
                 })
                 .collect::<Result<Vec<_>, CliError>>()?;
@@ -104,7 +111,7 @@ pub fn run(settings: &Settings, command: UserCommand) -> Result<(), CliError> {
         UserCommand::Show(Named { username }) => {
             let mut conn = startup::open_connection(settings)?;
             let user = storage::users::show(&mut conn, &username)?.ok_or_else(|| no_such_user(&username))?;
-            let locked = storage::throttle::blocked_until(&mut conn, &account_key(&user.username), now)?;
+            let locked = storage::throttle::account_locked_until(&mut conn, &user.username, now)?;
             print_json(&user_json(&user, locked))
         }
         UserCommand::SetPassword(args) => {
@@ -149,8 +156,7 @@ pub fn run(settings: &Settings, command: UserCommand) -> Result<(), CliError> {
         UserCommand::Unlock(Named { username }) => {
             let mut conn = startup::open_connection(settings)?;
             let user = storage::users::show(&mut conn, &username)?.ok_or_else(|| no_such_user(&username))?;
-            let was_locked = storage::throttle::blocked_until(&mut conn, &account_key(&user.username), now)?;
-            storage::throttle::clear(&mut conn, &account_key(&user.username))?;
+            let was_locked = storage::throttle::unlock_account(&mut conn, &user.username, now)?;
             audit::record(
                 Event::UserUnlocked,
                 Actor::default().user(user.id),
@@ -196,6 +202,6 @@ fn changed(
         Actor::default().user(user.id),
         "user changed by an operator",
     );
-    let locked = storage::throttle::blocked_until(conn, &account_key(&user.username), now)?;
+    let locked = storage::throttle::account_locked_until(conn, &user.username, now)?;
     print_json(&with_ended(user_json(&user, locked), ended))
 }

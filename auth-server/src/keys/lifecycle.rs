@@ -148,14 +148,24 @@ pub enum Retirement {
     Refused(String),
 }
 
-/// Decides `keys retire` for key `i`.
+/// Decides `keys retire` for key `i`. `settle` is how long other instances
+/// may take to see a change (their reload interval plus clock skew): a
+/// pending key that activates sooner may already sign there.
 pub fn retirement<K: Timed>(
     timeline: &Timeline<'_, K>,
     i: usize,
     now: DateTime<Utc>,
     force: bool,
+    settle: Duration,
 ) -> Retirement {
+    let settle = chrono::Duration::from_std(settle).unwrap_or(chrono::Duration::MAX);
     match timeline.state(i, now) {
+        State::Pending if !force && timeline.keys.get(i).is_some_and(|k| k.activates_at() <= now + settle) => {
+            Retirement::Refused(
+                "it starts signing within the reload interval, so another instance may sign with it; use --force"
+                    .into(),
+            )
+        }
         State::Retired | State::Pending => {
             // A pending key never signed; it may go unless it is the one
             // about to take over from a retired signer (no key would sign).
@@ -225,6 +235,7 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(600);
     const LEEWAY: Duration = Duration::from_secs(60);
+    const SETTLE: Duration = Duration::from_secs(90);
 
     fn k(created: i64, activates: i64) -> K {
         K {
@@ -261,13 +272,22 @@ mod tests {
     fn retiring_the_signing_key_needs_force_and_a_key_to_take_over() {
         let keys = [k(0, 0)];
         let t = Timeline::new(&keys, TTL, LEEWAY);
-        assert!(matches!(retirement(&t, 0, at(10), false), Retirement::Refused(_)));
-        assert!(matches!(retirement(&t, 0, at(10), true), Retirement::Refused(_)));
+        assert!(matches!(
+            retirement(&t, 0, at(10), false, SETTLE),
+            Retirement::Refused(_)
+        ));
+        assert!(matches!(
+            retirement(&t, 0, at(10), true, SETTLE),
+            Retirement::Refused(_)
+        ));
         let keys = [k(0, 0), k(5, 905)];
         let t = Timeline::new(&keys, TTL, LEEWAY);
-        assert!(matches!(retirement(&t, 0, at(10), false), Retirement::Refused(_)));
+        assert!(matches!(
+            retirement(&t, 0, at(10), false, SETTLE),
+            Retirement::Refused(_)
+        ));
         assert_eq!(
-            retirement(&t, 0, at(10), true),
+            retirement(&t, 0, at(10), true, SETTLE),
             Retirement::Forced { promote: Some(1) }
         );
     }
@@ -276,17 +296,27 @@ mod tests {
     fn a_retiring_key_can_go_once_its_tokens_have_expired() {
         let keys = [k(0, 0), k(1000, 1900)];
         let t = Timeline::new(&keys, TTL, LEEWAY);
-        let early = retirement(&t, 0, at(2000), false);
+        let early = retirement(&t, 0, at(2000), false, SETTLE);
         assert!(
             matches!(&early, Retirement::Refused(m) if m.contains("--force")),
             "{early:?}"
         );
         assert_eq!(
-            retirement(&t, 0, at(2000), true),
+            retirement(&t, 0, at(2000), true, SETTLE),
             Retirement::Forced { promote: None }
         );
-        assert_eq!(retirement(&t, 0, at(1900 + 660), false), Retirement::Now);
-        assert_eq!(retirement(&t, 1, at(1000), false), Retirement::Now, "pending");
+        assert_eq!(retirement(&t, 0, at(1900 + 660), false, SETTLE), Retirement::Now);
+        assert_eq!(
+            retirement(&t, 1, at(1000), false, SETTLE),
+            Retirement::Now,
+            "pending"
+        );
+        // About to sign somewhere: only with --force.
+        assert!(matches!(
+            retirement(&t, 1, at(1850), false, SETTLE),
+            Retirement::Refused(_)
+        ));
+        assert_eq!(retirement(&t, 1, at(1850), true, SETTLE), Retirement::Now);
     }
 
     #[test]

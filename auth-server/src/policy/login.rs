@@ -23,7 +23,7 @@ use crate::hasher::{Busy, Priority};
 use crate::limits::{self, Kind};
 use crate::model::User;
 use crate::protocol::authorize::resolve_target;
-use crate::protocol::session::{CsrfPurpose, SessionStore as _, csrf_ok, csrf_token};
+use crate::protocol::session::{CsrfPurpose, csrf_ok, csrf_token};
 use crate::protocol::{Params, StoreError, throttle};
 use crate::state::AppState;
 use crate::storage::rate_limits::Check;
@@ -281,6 +281,10 @@ pub async fn sign_in(state: &Arc<AppState>, attempt: Attempt) -> Result<Outcome,
         Some((user, hash)) => (hash, Some(user)),
         None => (state.dummy_hash.clone(), None),
     };
+    // The hash that was checked: the session starts only if it is still
+    // the user's when the session is written (an operator may change it
+    // while Argon2 runs).
+    let checked_hash = hash.as_str().to_owned();
     let matched = match state.verifier.verify(hash, candidate, priority).await {
         Ok(matched) => matched,
         Err(Busy) => {
@@ -306,8 +310,15 @@ pub async fn sign_in(state: &Arc<AppState>, attempt: Attempt) -> Result<Outcome,
     };
 
     let session_id = crypto::random_token()?;
-    if !start_session(state, &session_id, user.id, key, old_session, now).await? {
-        // Disabled by an operator while the password was being checked.
+    let fresh = FreshSession {
+        user_id: user.id,
+        checked_hash,
+        throttle_key: key,
+        old_session,
+    };
+    if !start_session(state, &session_id, fresh, now).await? {
+        // Disabled, deleted or given a new password by an operator while
+        // the password was being checked.
         record_address_failure(state, ip_key).await;
         return refused(Refusal::BadCredentials, context);
     }
@@ -366,33 +377,43 @@ async fn admit(
     .await
 }
 
-/// Clears the throttle and starts a session with a new id. The grants the
-/// browser's old session produced stay tied to this browser (no fixation,
-/// but a later logout still ends them). False, and no session, when the
-/// user was disabled meanwhile.
+/// What a successful password check starts a session for.
+struct FreshSession {
+    user_id: uuid::Uuid,
+    /// The password hash the presented password matched.
+    checked_hash: String,
+    throttle_key: String,
+    old_session: Option<String>,
+}
+
+/// Clears the throttle and starts a session with a new id, in one
+/// transaction that first claims the user's row: only if the user is still
+/// enabled and still has the hash that was checked (so a sign-in under way
+/// while an operator changes the password, or disables the user, starts
+/// nothing, and an operator's change that comes after it ends the session).
+/// The grants the browser's old session produced stay tied to this browser
+/// (no fixation, but a later logout still ends them). False, and no
+/// session, when the user changed meanwhile.
 async fn start_session(
     state: &AppState,
     session_id: &str,
-    user_id: uuid::Uuid,
-    key: String,
-    old_session: Option<String>,
+    fresh: FreshSession,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let session_hash = crypto::token_hash(session_id);
     let expires_at = now
         + chrono::Duration::from_std(state.settings.session_absolute_ttl).unwrap_or(chrono::Duration::MAX);
+    let start = storage::sessions::Start {
+        user_id: fresh.user_id,
+        checked_hash: fresh.checked_hash,
+        throttle_key: fresh.throttle_key,
+        session_hash,
+        replaces: fresh.old_session.as_deref().map(crypto::token_hash),
+        now,
+        expires_at,
+    };
     storage::run(&state.pool, move |store| {
-        if !storage::users::record_sign_in(store.conn, user_id, now)? {
-            return Ok(false);
-        }
-        storage::throttle::clear(store.conn, &key)?;
-        store.create_session(&session_hash, user_id, now, expires_at)?;
-        if let Some(old) = old_session {
-            let old_hash = crypto::token_hash(&old);
-            storage::grants::rebind_session(store.conn, &old_hash, &session_hash)?;
-            store.delete_session(&old_hash)?;
-        }
-        Ok(true)
+        storage::sessions::start(store.conn, &start)
     })
     .await
 }

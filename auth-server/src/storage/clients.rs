@@ -246,16 +246,10 @@ pub struct DeletedClient {
 pub fn delete(conn: &mut PgConnection, client_id: &str) -> Result<Option<DeletedClient>, StoreError> {
     use super::schema::{authorization_codes, consents, token_families};
     conn.transaction(|conn| {
-        let exists = clients::table
-            .find(client_id)
-            .select(clients::client_id)
-            .for_update()
-            .first::<String>(conn)
-            .optional()?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        // Counted for the operator; the foreign keys cascade anyway.
+        // Counted for the operator; the foreign keys cascade anyway. Codes
+        // first: this waits for an exchange holding one, whose family is
+        // then deleted next. No lock on the client row before that: the
+        // exchange's family insert needs a key-share lock on it.
         let codes =
             diesel::delete(authorization_codes::table.filter(authorization_codes::client_id.eq(client_id)))
                 .execute(conn)?;
@@ -263,7 +257,11 @@ pub fn delete(conn: &mut PgConnection, client_id: &str) -> Result<Option<Deleted
             .execute(conn)?;
         let consents =
             diesel::delete(consents::table.filter(consents::client_id.eq(client_id))).execute(conn)?;
-        diesel::delete(clients::table.find(client_id)).execute(conn)?;
+        // Waits for anything still being stored for the client, which its
+        // foreign keys then take with it.
+        if diesel::delete(clients::table.find(client_id)).execute(conn)? == 0 {
+            return Ok(None);
+        }
         Ok(Some(DeletedClient {
             families,
             codes,

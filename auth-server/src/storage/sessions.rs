@@ -158,3 +158,44 @@ pub fn end(conn: &mut PgConnection, id_hash: &[u8], now: DateTime<Utc>) -> Resul
         super::grants::revoke_session_families(conn, id_hash, now)
     })
 }
+
+/// A session a successful password check starts.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub user_id: Uuid,
+    /// The password hash the presented password matched.
+    pub checked_hash: String,
+    /// The sign-in throttle key to clear.
+    pub throttle_key: String,
+    pub session_hash: Vec<u8>,
+    /// The browser's previous session, whose grants move to the new one.
+    pub replaces: Option<Vec<u8>>,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Starts a session after sign-in, in one transaction that first claims the
+/// user's row (`users::record_sign_in`): nothing happens, and false comes
+/// back, when the user was disabled, deleted or given a new password while
+/// the password was being checked; an operator's change that comes after
+/// it waits for this transaction and then ends the session.
+pub fn start(conn: &mut PgConnection, start: &Start) -> Result<bool, StoreError> {
+    conn.transaction(|conn| {
+        if !super::users::record_sign_in(conn, start.user_id, &start.checked_hash, start.now)? {
+            return Ok(false);
+        }
+        super::throttle::clear(conn, &start.throttle_key)?;
+        create(
+            conn,
+            &start.session_hash,
+            start.user_id,
+            start.now,
+            start.expires_at,
+        )?;
+        if let Some(old) = &start.replaces {
+            super::grants::rebind_session(conn, old, &start.session_hash)?;
+            delete(conn, old)?;
+        }
+        Ok(true)
+    })
+}

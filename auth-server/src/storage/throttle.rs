@@ -76,3 +76,25 @@ pub fn blocked_until(
         .flatten()
         .filter(|until| *until > now))
 }
+
+/// Until when the account `username` is locked by failed sign-ins, if it
+/// is at `now` (`user show`).
+pub fn account_locked_until(
+    conn: &mut PgConnection,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    blocked_until(conn, &crate::protocol::throttle::account_key(username), now)
+}
+
+/// Forgets the account's failed sign-ins (`user unlock`); returns until
+/// when it was locked, if it was.
+pub fn unlock_account(
+    conn: &mut PgConnection,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let was = account_locked_until(conn, username, now)?;
+    clear(conn, &crate::protocol::throttle::account_key(username))?;
+    Ok(was)
+}

@@ -123,13 +123,26 @@ pub fn password_hash_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<Stri
         .optional()?)
 }
 
-/// Records a successful sign-in; false when the user was disabled (or
-/// deleted) since the password was checked, so no session may start. The
-/// update waits for an operator's change in progress on the same user.
-pub fn record_sign_in(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let updated = diesel::update(users::table.find(id).filter(users::disabled_at.is_null()))
-        .set(users::last_sign_in_at.eq(Some(now)))
-        .execute(conn)?;
+/// Records a successful sign-in, if the user is still enabled and still
+/// has `checked_hash` (the hash the password was checked against); false
+/// otherwise, and then no session may start. The update waits for an
+/// operator's change in progress on the same user and holds the row until
+/// the caller's transaction ends, so a change that comes after it also
+/// sees (and ends) the session it starts.
+pub fn record_sign_in(
+    conn: &mut PgConnection,
+    id: Uuid,
+    checked_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        users::table
+            .find(id)
+            .filter(users::disabled_at.is_null())
+            .filter(users::password_hash.eq(checked_hash)),
+    )
+    .set(users::last_sign_in_at.eq(Some(now)))
+    .execute(conn)?;
     Ok(updated == 1)
 }
 
@@ -175,13 +188,17 @@ pub fn show(conn: &mut PgConnection, username: &str) -> Result<Option<UserRecord
         .optional()?)
 }
 
-/// Locks the user's row for the rest of the transaction; `None` when there
-/// is no such user.
+/// Locks the user's row against other changes (a sign-in's
+/// `record_sign_in` included) for the rest of the transaction; `None` when
+/// there is no such user. `FOR NO KEY UPDATE`, not `FOR UPDATE`: a code
+/// exchange under way inserts a family that references the row (a key-share
+/// lock) and must be able to finish, or it and this transaction would wait
+/// for each other.
 fn lock(conn: &mut PgConnection, username: &str) -> Result<Option<UserRecord>, StoreError> {
     Ok(users::table
         .filter(lower(users::username).eq(lower(username)))
         .select(UserRecord::as_select())
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .optional()?)
 }
@@ -196,10 +213,12 @@ enum Reach {
     Everything,
 }
 
-/// Ends what the user holds in browsers and clients: unused codes first
-/// (this waits for an exchange holding one, so the family it creates is
-/// seen next), then every live refresh family, then every session.
-/// Client-credentials tokens are not the user's and are untouched.
+/// Ends what the user holds in browsers and clients, in the order logout
+/// uses: sessions first (this waits for a code being stored for one of
+/// them, which the next step then sees), then unused codes (this waits for
+/// an exchange holding one, so the family it creates is seen next), then
+/// every live refresh family. Client-credentials tokens are not the user's
+/// and are untouched.
 fn end_grants(
     conn: &mut PgConnection,
     user_id: Uuid,
@@ -207,6 +226,11 @@ fn end_grants(
     reach: Reach,
     now: DateTime<Utc>,
 ) -> Result<Ended, StoreError> {
+    let sessions = if reach == Reach::Families {
+        0
+    } else {
+        diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(user_id))).execute(conn)?
+    };
     let codes = if reach == Reach::Families {
         0
     } else {
@@ -222,11 +246,6 @@ fn end_grants(
         token_families::revoked_reason.eq(Some(reason.as_str())),
     ))
     .execute(conn)?;
-    let sessions = if reach == Reach::Families {
-        0
-    } else {
-        diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(user_id))).execute(conn)?
-    };
     Ok(Ended {
         codes,
         families,
@@ -341,13 +360,15 @@ pub fn delete(conn: &mut PgConnection, username: &str) -> Result<Option<Deleted>
             return Ok(None);
         };
         let id = user.id;
-        // Codes first, as at logout: an exchange holding one finishes first.
+        // In logout's order (see `end_grants`); deleting the user row at the
+        // end waits for anything still being stored for them, and its
+        // foreign keys take that with it.
+        let sessions =
+            diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(id))).execute(conn)?;
         diesel::delete(authorization_codes::table.filter(authorization_codes::user_id.eq(id)))
             .execute(conn)?;
         let families =
             diesel::delete(token_families::table.filter(token_families::user_id.eq(id))).execute(conn)?;
-        let sessions =
-            diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(id))).execute(conn)?;
         let consents = diesel::delete(consents::table.filter(consents::user_id.eq(id))).execute(conn)?;
         super::throttle::clear(conn, &account_key(&user.username))?;
         diesel::delete(users::table.find(id)).execute(conn)?;

@@ -419,6 +419,22 @@ fn client_list_and_show_never_print_secret_hashes() {
     let text = shown.to_string();
     assert!(!text.contains("secret_hash") && !text.contains(&secret), "{text}");
     cli(&app, &["client", "show", "nope"]).assert_one_line_error("no client");
+
+    // Ids are base64url: one may start with '-' and is still an id, not a flag.
+    let dashed = format!("-{}", machine.client_id);
+    app.sql_exec(&format!(
+        "UPDATE clients SET client_id = '{dashed}' WHERE client_id = '{}'",
+        machine.client_id
+    ));
+    assert_eq!(
+        ok(&app, &["client", "show", &dashed], "")["client_id"],
+        dashed.as_str()
+    );
+    cli(&app, &["client", "delete", &dashed]).assert_one_line_error("--yes");
+    assert_eq!(
+        ok(&app, &["client", "delete", &dashed, "--yes"], "")["deleted"],
+        true
+    );
 }
 
 #[test]
@@ -630,4 +646,60 @@ fn client_delete_needs_yes_then_revokes_everything_the_client_holds() {
     );
     assert_eq!(app.sql_count("SELECT count(*) AS n FROM token_families"), 0);
     cli(&app, &["client", "show", &spa.client_id]).assert_one_line_error("no client");
+}
+
+// ---------------------------------------------------------------------------
+// Races between an operator's change and a sign-in under way
+
+/// Holds alice's row locked the way an operator's `user set-password`
+/// transaction does, lets a sign-in with the old password get past its
+/// Argon2 check and queue behind the lock, then commits a new hash and
+/// ends the sessions, as the command does.
+fn sign_in_racing(app: &TestApp, change: &str) -> (Browser, Reply) {
+    use diesel::connection::SimpleConnection as _;
+    let mut operator = app.db.connect();
+    operator
+        .batch_execute("BEGIN; SELECT 1 FROM users WHERE username = 'alice' FOR UPDATE")
+        .unwrap();
+    let mut browser = app.browser();
+    let signing_in = std::thread::spawn(move || {
+        let reply = sign_in(&mut browser, "alice", PASSWORD);
+        (browser, reply)
+    });
+    // Long enough for the password check; the sign-in then waits on the row.
+    std::thread::sleep(Duration::from_secs(2));
+    operator
+        .batch_execute(&format!("{change}; DELETE FROM browser_sessions; COMMIT"))
+        .unwrap();
+    signing_in.join().unwrap()
+}
+
+#[test]
+fn a_sign_in_under_way_when_the_password_changes_starts_no_session() {
+    let app = spawn_app();
+    let spa = app.spa_client();
+    app.create_user("alice", &["user"]);
+    app.create_user("bob", &["user"]);
+    let (mut browser, reply) = sign_in_racing(
+        &app,
+        "UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE username = 'bob')
+         WHERE username = 'alice'",
+    );
+    assert_refused_like_a_wrong_password(&reply);
+    assert!(!session_alive(&app, &mut browser, &spa));
+    assert_eq!(app.sql_count("SELECT count(*) AS n FROM browser_sessions"), 0);
+}
+
+#[test]
+fn a_sign_in_under_way_when_the_user_is_disabled_leaves_no_session_for_a_later_enable() {
+    let app = spawn_app();
+    let spa = app.spa_client();
+    app.create_user("alice", &["user"]);
+    let (_browser, reply) = sign_in_racing(
+        &app,
+        "UPDATE users SET disabled_at = now() WHERE username = 'alice'",
+    );
+    assert_refused_like_a_wrong_password(&reply);
+    assert_eq!(app.sql_count("SELECT count(*) AS n FROM browser_sessions"), 0);
+    let _ = spa;
 }
