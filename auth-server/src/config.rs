@@ -40,6 +40,7 @@ pub const KEYS: KnownKeys = KnownKeys {
         "AUTH_FAILURE_WINDOW",
         "AUTH_REQUEST_RATE_PER_IP",
         "AUTH_KEY_ROTATION_INTERVAL",
+        "AUTH_DRAIN_SECONDS",
     ],
     secret: &[
         "AUTH_DATABASE_URL",
@@ -76,6 +77,8 @@ pub struct Settings {
     pub key_rotation_interval: Option<Duration>,
     pub pool_size: u32,
     pub workers: Option<usize>,
+    /// How long the server drains after SIGTERM before it stops accepting.
+    pub drain: std::time::Duration,
     pub log_format: LogFormat,
     pub cleanup_interval: Duration,
     /// `aud` for clients registered without `--audience`.
@@ -270,6 +273,7 @@ impl Settings {
             key_encryption_key_previous: source.secret("AUTH_KEY_ENCRYPTION_KEY_PREVIOUS")?,
             pool_size,
             workers,
+            drain: oauth_common::config::drain(source, "AUTH_DRAIN_SECONDS")?,
             log_format: source.parse_or("AUTH_LOG_FORMAT", LogFormat::Auto)?,
             cleanup_interval: seconds(source, "AUTH_CLEANUP_INTERVAL", 60, 1..=DAY)?,
             default_audience: source

@@ -175,6 +175,7 @@ impl Application {
             metrics: Arc::clone(&metrics),
             pool: pool.clone(),
             ready: None,
+            drain: settings.drain,
         };
         let state = web::Data::new(
             AppState::new(settings, pool, Arc::new(keys), server_keys, metrics)

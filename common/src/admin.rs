@@ -1,9 +1,17 @@
-//! The private admin listener: `GET /healthz` (200 when the database
-//! answers and the server is otherwise ready) and `GET /metrics`, nothing
-//! else. It binds its own address (`*_ADMIN_LISTEN`) so the public port never
-//! exposes it.
+//! The private admin listener, nothing else on it. It binds its own address
+//! (`*_ADMIN_LISTEN`) so the public port never exposes it.
+//!
+//! - `GET /healthz`: 200 when the database answers and the server is
+//!   otherwise ready (monitoring; unchanged by a drain).
+//! - `GET /readyz`: 200 unless the server is draining after SIGTERM (or,
+//!   for the resource server, has no keys yet): what a load balancer or a
+//!   Kubernetes readiness probe routes by. A database outage does not take
+//!   every replica out of rotation: they answer a clear 503 themselves.
+//! - `GET /livez`: 200 while the process serves at all (liveness).
+//! - `GET /metrics`: Prometheus text.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
@@ -19,6 +27,29 @@ struct AdminState {
     pool: PgPool,
     metrics: Arc<Metrics>,
     ready: Option<ReadinessCheck>,
+    draining: Arc<AtomicBool>,
+}
+
+fn text(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    if state.draining.load(Ordering::Acquire) {
+        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if state.ready.as_ref().is_some_and(|check| !check()) {
+        text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    } else {
+        text(StatusCode::OK, "ok\n")
+    }
+}
+
+async fn livez() -> HttpResponse {
+    text(actix_web::http::StatusCode::OK, "ok\n")
 }
 
 async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
@@ -54,15 +85,24 @@ pub fn server(
     pool: PgPool,
     metrics: Arc<Metrics>,
     ready: Option<ReadinessCheck>,
+    draining: Arc<AtomicBool>,
 ) -> std::io::Result<Server> {
-    let state = web::Data::new(AdminState { pool, metrics, ready });
+    let state = web::Data::new(AdminState {
+        pool,
+        metrics,
+        ready,
+        draining,
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/livez", web::get().to(livez))
             .route("/metrics", web::get().to(metrics_text))
     })
     .workers(1)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

@@ -209,6 +209,17 @@ pub fn workers(source: &ConfigSource, key: &str) -> Result<Option<usize>, Config
     Ok((workers > 0).then_some(workers))
 }
 
+/// `key`: seconds a server keeps serving after SIGTERM while its `/readyz`
+/// says it is draining (default 5, at most 120), so a load balancer that
+/// checks it stops sending before the listener closes.
+pub fn drain(source: &ConfigSource, key: &str) -> Result<std::time::Duration, ConfigError> {
+    let seconds: u64 = source.parse_or(key, 5)?;
+    if seconds > 120 {
+        return Err(ConfigError(format!("{key}: at most 120 seconds")));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 pub fn check_public_url(key: &str, value: &str) -> Result<url::Url, ConfigError> {
     let url = url::Url::parse(value).map_err(|e| err(format!("{key}: {value:?} is not a URL: {e}")))?;
     if url.query().is_some() || url.fragment().is_some() {

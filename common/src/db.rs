@@ -4,8 +4,12 @@
 //!
 //! Failure model: a pool checkout that cannot get a working connection within
 //! `connection_timeout` is [`DbError::Unavailable`], which the HTTP layers
-//! answer with 503. Connections are tested on checkout, so the pool recovers
-//! by itself once Postgres is back.
+//! answer with 503. Once the database is known to be unreachable (a new
+//! connection could not reach it, or a failed query's connection no longer
+//! answers), the pool's [`Breaker`] opens: every request is answered `Unavailable` at once instead
+//! of waiting for the checkout timeout, while one background thread probes
+//! Postgres every [`PROBE_EVERY`]; the first successful probe closes it.
+//! Connections are tested on checkout, so the pool recovers by itself.
 
 use std::fmt;
 use std::time::Duration;
@@ -22,8 +26,126 @@ use tracing::Instrument as _;
 
 use crate::secret::Secret;
 
-pub type PgPool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// How often an open breaker probes the database.
+pub const PROBE_EVERY: Duration = Duration::from_millis(200);
+
+/// How often a waiting checkout looks whether the breaker has opened.
+const BREAKER_CHECK_EVERY: Duration = Duration::from_millis(50);
+
+fn unreachable() -> DbError {
+    DbError::Unavailable("the database is unreachable (checking again in the background)".into())
+}
+
+/// The connection pool, with its circuit breaker.
+#[derive(Clone)]
+pub struct PgPool {
+    inner: r2d2::Pool<Manager>,
+    breaker: Arc<Breaker>,
+}
+
+impl fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgPool")
+            .field("state", &self.inner.state())
+            .field("open", &self.breaker.is_open())
+            .finish()
+    }
+}
+
+impl PgPool {
+    /// A connection, waiting up to the pool's connection timeout.
+    pub fn get(&self) -> Result<PooledConn, r2d2::Error> {
+        self.inner.get()
+    }
+
+    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConn, r2d2::Error> {
+        self.inner.get_timeout(timeout)
+    }
+
+    pub fn state(&self) -> r2d2::State {
+        self.inner.state()
+    }
+
+    /// Whether the database is known to be unreachable right now.
+    pub fn is_down(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// A checkout that fails at once while the breaker is open, also when
+    /// it opens during the wait (a connection attempt failed): the wait is
+    /// cut into slices of [`BREAKER_CHECK_EVERY`]. A pool that is merely
+    /// busy waits the whole `timeout` and does not open the breaker.
+    fn checkout(&self, timeout: Duration) -> Result<PooledConn, DbError> {
+        let clock = crate::Clock::system();
+        let deadline = clock.instant() + timeout;
+        loop {
+            if self.breaker.is_open() {
+                return Err(unreachable());
+            }
+            let left = deadline.saturating_duration_since(clock.instant());
+            match self.inner.get_timeout(left.min(BREAKER_CHECK_EVERY)) {
+                Ok(conn) => return Ok(conn),
+                Err(e) if left <= BREAKER_CHECK_EVERY => return Err(DbError::from(e)),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Whether the database is known to be down, and the probe that finds out
+/// when it is back.
+#[derive(Debug)]
+struct Breaker {
+    open: std::sync::atomic::AtomicBool,
+    /// A connection string for the probe (the pool's own, with its limits).
+    url: String,
+    /// The pool's failure count: bumped when the database is back, so
+    /// every pooled connection is tested before its next use.
+    failures: Arc<AtomicU64>,
+}
+
+impl Breaker {
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Opens the breaker and starts the probe, unless it is open already.
+    fn open(self: &Arc<Self>) {
+        if self.open.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("database unreachable: answering 503 at once until a probe reaches it");
+        let breaker = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("db-probe".into())
+            .spawn(move || breaker.probe_until_back());
+        if spawned.is_err() {
+            // No thread, no probe: requests go back to waiting for a checkout.
+            self.open.store(false, Ordering::Release);
+        }
+    }
+
+    fn probe_until_back(&self) {
+        loop {
+            std::thread::sleep(PROBE_EVERY);
+            // Any answer from the server closes the breaker, a refusal of
+            // its own (a password being rotated, a full server) included:
+            // the server is reachable, and the pool decides from there.
+            let answered = match PgConnection::establish(&self.url) {
+                Ok(mut conn) => conn.batch_execute("SELECT 1").is_ok(),
+                Err(e) => !is_transport_failure(&e.to_string()),
+            };
+            if answered {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.open.store(false, Ordering::Release);
+                tracing::info!("database reachable again");
+                return;
+            }
+        }
+    }
+}
 
 /// How long after its last successful statement a connection may be
 /// handed out again without a test query. A connection whose last
@@ -249,14 +371,49 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSettings {
     }
 }
 
-/// Logs pool connection failures through tracing (r2d2 would use `log`).
+/// Logs pool connection failures through tracing (r2d2 would use `log`),
+/// and opens the breaker: a connection attempt that fails means the
+/// database cannot be reached right now.
 #[derive(Debug)]
-struct TracingErrorHandler;
+struct TracingErrorHandler {
+    breaker: Arc<Breaker>,
+}
 
 impl HandleError<diesel::r2d2::Error> for TracingErrorHandler {
     fn handle_error(&self, error: diesel::r2d2::Error) {
-        tracing::warn!(error = %error, "database connection failed");
+        // Only a new connection that could not reach the server opens the
+        // breaker. A stale pooled connection failing its check (r2d2 reports
+        // that here too, as a query error), a wrong password or a full
+        // server are not outages: the pool's other connections still work.
+        let unreachable = matches!(
+            &error,
+            diesel::r2d2::Error::ConnectionError(e) if is_transport_failure(&e.to_string())
+        );
+        if !self.breaker.is_open() {
+            tracing::warn!(error = %error, "database connection failed");
+        }
+        if unreachable {
+            self.breaker.open();
+        }
     }
+}
+
+/// Whether a libpq connection error says the server could not be reached
+/// (rather than refusing this connection for a reason of its own).
+fn is_transport_failure(message: &str) -> bool {
+    const UNREACHABLE: [&str; 10] = [
+        "Connection refused",
+        "could not connect to server",
+        "timeout expired",
+        "server closed the connection unexpectedly",
+        "No route to host",
+        "Network is unreachable",
+        "Connection reset by peer",
+        "could not receive data from server",
+        "could not send data to server",
+        "the database system is shutting down",
+    ];
+    UNREACHABLE.iter().any(|m| message.contains(m))
 }
 
 /// Adds libpq options that bound how long a connection attempt can hang,
@@ -266,7 +423,16 @@ fn with_connect_options(database_url: &str) -> String {
     // GSSAPI encryption is off unless asked for: trying it costs a round
     // trip per connection, and libpq's Kerberos library has crashed at
     // process exit while a pool thread was still connecting.
-    for (key, default) in [("connect_timeout", "3"), ("gssencmode", "disable")] {
+    // Keepalives and a TCP user timeout bound how long a connection whose
+    // packets are silently dropped (not refused) can hang a request.
+    for (key, default) in [
+        ("connect_timeout", "3"),
+        ("gssencmode", "disable"),
+        ("keepalives_idle", "10"),
+        ("keepalives_interval", "5"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", "15000"),
+    ] {
         if !url.contains(&format!("{key}=")) {
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str(&format!("{key}={default}"));
@@ -285,21 +451,31 @@ pub fn connect_once(database_url: &Secret) -> Result<PgConnection, DbError> {
 /// Builds the pool and proves the database answers. Fails fast (within the
 /// connection timeout) when Postgres is unreachable.
 pub fn connect(database_url: &Secret, options: &PoolOptions) -> Result<PgPool, DbError> {
+    let url = with_connect_options(database_url.expose());
+    let failures = Arc::new(AtomicU64::new(0));
     let manager = Manager {
-        inner: ConnectionManager::<PgConnection>::new(with_connect_options(database_url.expose())),
-        failures: Arc::new(AtomicU64::new(0)),
+        inner: ConnectionManager::<PgConnection>::new(url.clone()),
+        failures: Arc::clone(&failures),
     };
-    r2d2::Pool::builder()
+    let breaker = Arc::new(Breaker {
+        open: std::sync::atomic::AtomicBool::new(false),
+        url,
+        failures,
+    });
+    let inner = r2d2::Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(1))
         .connection_timeout(options.connection_timeout)
         .test_on_check_out(true)
-        .error_handler(Box::new(TracingErrorHandler))
+        .error_handler(Box::new(TracingErrorHandler {
+            breaker: Arc::clone(&breaker),
+        }))
         .connection_customizer(Box::new(SessionSettings {
             statement_timeout_ms: options.statement_timeout.as_millis(),
         }))
         .build(manager)
-        .map_err(|e| DbError::Unavailable(e.to_string()))
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    Ok(PgPool { inner, breaker })
 }
 
 /// The database name in a `postgres://` URL, checked to be a plain
@@ -420,11 +596,20 @@ where
     E: Send + 'static + From<DbError> + From<BlockingJoinError>,
 {
     let pool = pool.clone();
+    if pool.is_down() {
+        // Not even a hop to the blocking pool.
+        return Err(E::from(unreachable()));
+    }
     blocking(move || {
-        let mut conn = pool.get_timeout(CHECKOUT_TIMEOUT).map_err(DbError::from)?;
+        let mut conn = pool.checkout(CHECKOUT_TIMEOUT)?;
         let result = f(&mut conn);
         if result.is_err() {
             mark_suspect(&mut conn);
+            // A failed statement on a connection that no longer answers
+            // means the database went away: stop waiting for it.
+            if conn.batch_execute("SELECT 1").is_err() {
+                pool.breaker.open();
+            }
         }
         result
     })
@@ -481,6 +666,9 @@ impl From<BlockingJoinError> for DbError {
 
 /// Whether the database answers a trivial query right now.
 pub fn ping(pool: &PgPool, timeout: Duration) -> bool {
+    if pool.is_down() {
+        return false;
+    }
     match pool.get_timeout(timeout) {
         Ok(mut conn) => {
             let answered = conn.batch_execute("SELECT 1").is_ok();

@@ -8,6 +8,8 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
@@ -54,7 +56,15 @@ pub struct Options {
     /// What the admin listener reports on `/healthz` and `/metrics`.
     pub pool: PgPool,
     pub ready: Option<ReadinessCheck>,
+    /// After SIGTERM or SIGINT, how long the server keeps serving while
+    /// `/readyz` says it is draining (so a load balancer stops sending to
+    /// it) before it stops accepting and finishes what is in flight.
+    pub drain: Duration,
 }
+
+/// How long in-flight requests may take to finish once the listener has
+/// stopped accepting; what is still running then is cut.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The two listeners, bound but not serving yet.
 #[derive(Debug)]
@@ -87,15 +97,20 @@ impl Listeners {
     {
         let metrics_data = web::Data::from(Arc::clone(&options.metrics));
         let header_policy = web::Data::new(options.headers);
+        let draining = Arc::new(AtomicBool::new(false));
+        let draining_data = web::Data::from(Arc::clone(&draining));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(metrics_data.clone())
                 .app_data(header_policy.clone())
+                .app_data(draining_data.clone())
                 .configure(routes.clone())
                 .wrap(from_fn(headers::security_headers))
                 .wrap(from_fn(metrics::record))
                 .wrap(from_fn(telemetry::request_id_header))
                 .wrap(TracingLogger::<RootSpan>::new())
+                // Outermost, so every response of a draining server closes.
+                .wrap(from_fn(close_while_draining))
         });
         if let Some(pool_size) = options.blocking_pool {
             let workers = options
@@ -109,16 +124,27 @@ impl Listeners {
             server = server.workers(workers);
         }
         let public = server
+            // Signals are ours (`Servers::run_until_stopped`): drain first.
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
             .listen(self.public)
             .map_err(|e| StartupError(e.to_string()))?
             .run();
-        let admin = admin::server(self.admin, options.pool, options.metrics, options.ready)
-            .map_err(|e| StartupError(e.to_string()))?;
+        let admin = admin::server(
+            self.admin,
+            options.pool,
+            options.metrics,
+            options.ready,
+            Arc::clone(&draining),
+        )
+        .map_err(|e| StartupError(e.to_string()))?;
         Ok(Servers {
             port: self.port,
             admin_port: self.admin_port,
             public,
             admin,
+            draining,
+            drain: options.drain,
         })
     }
 }
@@ -130,6 +156,52 @@ pub struct Servers {
     admin_port: u16,
     public: Server,
     admin: Server,
+    draining: Arc<AtomicBool>,
+    drain: Duration,
+}
+
+/// While draining, every response asks the client to close its connection,
+/// so keep-alive clients reconnect (to another instance, behind a load
+/// balancer) instead of finding the connection closed under a request.
+async fn close_while_draining(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let draining = req
+        .app_data::<web::Data<AtomicBool>>()
+        .is_some_and(|d| d.load(Ordering::Acquire));
+    let mut res = next.call(req).await?;
+    if draining {
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(res)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                first_of(term.recv(), int.recv()).await;
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    }
+}
+
+/// Waits for whichever of two futures finishes first.
+async fn first_of<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
+    let a = std::pin::pin!(a);
+    let b = std::pin::pin!(b);
+    futures_util::future::select(a, b).await;
 }
 
 impl Servers {
@@ -146,15 +218,39 @@ impl Servers {
         (self.public.handle(), self.admin.handle())
     }
 
-    /// Serves until the public listener stops (a signal or its handle),
-    /// then stops both gracefully (in-flight requests finish) and aborts
-    /// `background`, the server's periodic work. Must run inside an actix
-    /// system.
+    /// Serves until the public listener stops (its handle, or SIGTERM /
+    /// SIGINT), then stops both gracefully and aborts `background`, the
+    /// server's periodic work. On a signal the server first drains: for
+    /// `drain` it keeps serving while `/readyz` answers 503 and every
+    /// response closes its connection; then it stops accepting and gives
+    /// in-flight requests up to [`SHUTDOWN_TIMEOUT`]. Must run inside an
+    /// actix system.
     pub async fn run_until_stopped(self, background: JoinHandle<()>) -> std::io::Result<()> {
         let admin_handle = self.admin.handle();
         let public_handle = self.public.handle();
         let admin = actix_web::rt::spawn(self.admin);
+        let (draining, drain, stopper) = (self.draining, self.drain, public_handle.clone());
+        let on_signal = actix_web::rt::spawn(async move {
+            termination().await;
+            tracing::info!(drain_seconds = drain.as_secs_f64(), "stopping: draining first");
+            draining.store(true, Ordering::Release);
+            let drained = actix_web::rt::time::sleep(drain);
+            let second = termination();
+            let (drained, second) = (std::pin::pin!(drained), std::pin::pin!(second));
+            match futures_util::future::select(drained, second).await {
+                futures_util::future::Either::Left(_) => {
+                    tracing::info!("stopping: no new connections; finishing requests in flight");
+                    stopper.stop(true).await;
+                }
+                // A second signal: stop now.
+                futures_util::future::Either::Right(_) => {
+                    tracing::info!("stopping at once (second signal)");
+                    stopper.stop(false).await;
+                }
+            }
+        });
         let result = self.public.await;
+        on_signal.abort();
         admin_handle.stop(true).await;
         public_handle.stop(true).await;
         let _ = admin.await;

@@ -21,6 +21,7 @@ pub const KEYS: KnownKeys = KnownKeys {
         "RESOURCE_DATABASE_POOL_SIZE",
         "RESOURCE_WORKERS",
         "RESOURCE_LOG_FORMAT",
+        "RESOURCE_DRAIN_SECONDS",
     ],
     secret: &["RESOURCE_DATABASE_URL"],
 };
@@ -42,6 +43,8 @@ pub struct Settings {
     pub max_token_lifetime: Duration,
     pub pool_size: u32,
     pub workers: Option<usize>,
+    /// How long the server drains after SIGTERM before it stops accepting.
+    pub drain: std::time::Duration,
     pub log_format: LogFormat,
 }
 
@@ -122,6 +125,7 @@ impl Settings {
             max_token_lifetime: Duration::from_secs(max_token_lifetime),
             pool_size,
             workers,
+            drain: oauth_common::config::drain(source, "RESOURCE_DRAIN_SECONDS")?,
             log_format: source.parse_or("RESOURCE_LOG_FORMAT", LogFormat::Auto)?,
         })
     }

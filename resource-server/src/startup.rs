@@ -95,6 +95,7 @@ impl Application {
             metrics: Arc::new(Metrics::new("resource")),
             pool: pool.clone(),
             ready: Some(Arc::new(move || ready_jwks.keys().is_some())),
+            drain: settings.drain,
         };
         let settings = web::Data::new(settings);
         let validator_data = web::Data::from(Arc::clone(&validator));

@@ -344,15 +344,33 @@ pub fn http() -> Agent {
 
 impl Agent {
     pub fn new(base: &str) -> Self {
+        Self::build(base, None)
+    }
+
+    /// An agent for an HTTPS `base` whose certificate chains to the PEM
+    /// root `root_pem` (a test proxy's own CA).
+    pub fn trusting(base: &str, root_pem: &[u8]) -> Self {
+        Self::build(base, Some(root_pem))
+    }
+
+    fn build(base: &str, root_pem: Option<&[u8]>) -> Self {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .proxy(None);
+        if let Some(pem) = root_pem {
+            let root = ureq::tls::Certificate::from_pem(pem).expect("PEM root");
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::NativeTls)
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![root])))
+                    .build(),
+            );
+        }
         Self {
             base: base.to_owned(),
-            agent: ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(30)))
-                .max_redirects(0)
-                .http_status_as_error(false)
-                .proxy(None)
-                .build()
-                .into(),
+            agent: config.build().into(),
             cookies: HashMap::new(),
             headers: Vec::new(),
         }
@@ -373,7 +391,14 @@ impl Agent {
     }
 
     fn read(&mut self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
-        let mut response = response.expect("request sent");
+        self.try_read(response).expect("request sent")
+    }
+
+    fn try_read(
+        &mut self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Reply, String> {
+        let mut response = response.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let mut headers = HashMap::new();
         for (name, value) in response.headers() {
@@ -389,12 +414,12 @@ impl Agent {
             }
             headers.insert(name.as_str().to_ascii_lowercase(), value);
         }
-        let body = response.body_mut().read_to_string().unwrap_or_default();
-        Reply {
+        let body = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        Ok(Reply {
             status,
             headers,
             body,
-        }
+        })
     }
 
     fn cookie_header(&self) -> Option<String> {
@@ -408,6 +433,11 @@ impl Agent {
     }
 
     pub fn get(&mut self, url: &str, bearer: Option<&str>) -> Reply {
+        self.try_get(url, bearer).expect("request sent")
+    }
+
+    /// [`Agent::get`], with a failure to get any answer as an error.
+    pub fn try_get(&mut self, url: &str, bearer: Option<&str>) -> Result<Reply, String> {
         let mut request = self.agent.get(&self.absolute(url));
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -419,10 +449,20 @@ impl Agent {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
         let response = request.call();
-        self.read(response)
+        self.try_read(response)
     }
 
     pub fn post_form(&mut self, url: &str, fields: &[(&str, &str)], basic: Option<(&str, &str)>) -> Reply {
+        self.try_post_form(url, fields, basic).expect("request sent")
+    }
+
+    /// [`Agent::post_form`], with a failure to get any answer as an error.
+    pub fn try_post_form(
+        &mut self,
+        url: &str,
+        fields: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<Reply, String> {
         let mut request = self.agent.post(&self.absolute(url));
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -435,7 +475,7 @@ impl Agent {
             request = request.header("Authorization", &format!("Basic {encoded}"));
         }
         let response = request.send_form(fields.iter().copied());
-        self.read(response)
+        self.try_read(response)
     }
 
     pub fn send_json(&mut self, method: &str, url: &str, bearer: &str, body: &Value) -> Reply {

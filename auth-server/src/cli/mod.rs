@@ -188,16 +188,22 @@ pub(crate) fn read_password() -> Result<String, CliError> {
     Ok(trimmed.to_owned())
 }
 
-pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliError> {
-    let username = Username::parse(&args.username).map_err(CliError)?;
-    let roles = Roles::parse(&args.roles).map_err(CliError)?;
+/// Reads a new password for `username` from standard input and checks it
+/// (policy, then the breached-password check) before hashing it.
+pub(crate) fn new_password_hash(settings: &Settings, username: &Username) -> Result<PasswordHash, CliError> {
     let typed = read_password()?;
-    let password = Password::parse(&typed, &username).map_err(CliError)?;
+    let password = Password::parse(&typed, username).map_err(CliError)?;
     settings
         .breached_passwords
         .check(&typed)
         .map_err(|refusal| CliError(refusal.to_string()))?;
-    let hash = PasswordHash::create(&password).map_err(CliError)?;
+    PasswordHash::create(&password).map_err(CliError)
+}
+
+pub fn create_user(settings: &Settings, args: &UserCreate) -> Result<(), CliError> {
+    let username = Username::parse(&args.username).map_err(CliError)?;
+    let roles = Roles::parse(&args.roles).map_err(CliError)?;
+    let hash = new_password_hash(settings, &username)?;
     let mut conn = startup::open_connection(settings)?;
     let user = storage::users::create(&mut conn, username.as_str(), &hash, &roles, Clock::system().now())
         .map_err(|e| match e {

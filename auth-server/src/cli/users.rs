@@ -5,10 +5,10 @@ use clap::Args;
 use oauth_common::Clock;
 use serde_json::{Value, json};
 
-use super::{CliError, UserCommand, confirmed, print_json, read_password, time};
+use super::{CliError, UserCommand, confirmed, print_json, time};
 use crate::audit::{self, Actor, Event};
 use crate::config::Settings;
-use crate::domain::{Password, PasswordHash, Roles, Username};
+use crate::domain::{Roles, Username};
 use crate::startup;
 use crate::storage;
 use crate::storage::users::{Change, Ended, UserRecord};
@@ -119,13 +119,7 @@ pub fn run(settings: &Settings, command: UserCommand) -> Result<(), CliError> {
             let user = storage::users::show(&mut conn, &args.username)?
                 .ok_or_else(|| no_such_user(&args.username))?;
             let username = Username::parse(&user.username).map_err(CliError)?;
-            let typed = read_password()?;
-            let password = Password::parse(&typed, &username).map_err(CliError)?;
-            settings
-                .breached_passwords
-                .check(&typed)
-                .map_err(|refusal| CliError(refusal.to_string()))?;
-            let hash = PasswordHash::create(&password).map_err(CliError)?;
+            let hash = super::new_password_hash(settings, &username)?;
             changed(
                 &mut conn,
                 &user.username,

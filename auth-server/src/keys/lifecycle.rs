@@ -19,6 +19,18 @@ pub trait Timed {
     fn retired_at(&self) -> Option<DateTime<Utc>>;
 }
 
+impl<T: Timed> Timed for std::sync::Arc<T> {
+    fn created_at(&self) -> DateTime<Utc> {
+        self.as_ref().created_at()
+    }
+    fn activates_at(&self) -> DateTime<Utc> {
+        self.as_ref().activates_at()
+    }
+    fn retired_at(&self) -> Option<DateTime<Utc>> {
+        self.as_ref().retired_at()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Pending,

@@ -252,18 +252,6 @@ impl Timed for LoadedKey {
     }
 }
 
-impl Timed for Arc<LoadedKey> {
-    fn created_at(&self) -> DateTime<Utc> {
-        self.as_ref().created_at
-    }
-    fn activates_at(&self) -> DateTime<Utc> {
-        self.as_ref().activates_at
-    }
-    fn retired_at(&self) -> Option<DateTime<Utc>> {
-        self.as_ref().retired_at
-    }
-}
-
 impl Timed for KeyRow {
     fn created_at(&self) -> DateTime<Utc> {
         self.created_at

@@ -44,14 +44,24 @@ impl Server {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
     }
 
-    fn peak_rss_kib(&self) -> u64 {
+    /// A `/proc/PID/status` figure in KiB (`VmRSS:`, `VmHWM:`).
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The resident set now.
+    fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
     }
 }
 
@@ -454,6 +464,7 @@ fn main() {
     let stack_view = CodeFlow {
         auth: issuer.clone(),
         client_id: spa_id.clone(),
+        forwarded_for: None,
         exchanges: std::cell::RefCell::new(Vec::new()),
     };
     let chains: Vec<_> = (0..64).map(|_| stack_view.tokens()).collect();
@@ -463,6 +474,21 @@ fn main() {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         (ms(times[times.len() / 2]), ms(times[times.len() * 99 / 100]))
     };
+    if let Some(soak_seconds) = arg("--soak").and_then(|s| s.parse().ok()) {
+        let rate: f64 = arg("--rate").and_then(|r| r.parse().ok()).unwrap_or(20.0);
+        soak(
+            &Soak {
+                auth: issuer.clone(),
+                api: format!("http://127.0.0.1:{resource_port}"),
+                client_id: spa_id.clone(),
+                seconds: soak_seconds,
+                rate,
+            },
+            &auth,
+            &resource,
+        );
+        return;
+    }
     let access = chains[0]["access_token"].as_str().unwrap().to_owned();
     let refresh_tokens: Vec<String> = chains
         .iter()
@@ -651,6 +677,8 @@ fn load_for_warmup(load: &Load) -> Load {
 struct CodeFlow {
     auth: String,
     client_id: String,
+    /// The client address a proxy would name in `X-Forwarded-For`.
+    forwarded_for: Option<String>,
     /// How long each code exchange (POST /token) took, one at a time.
     exchanges: std::cell::RefCell<Vec<Duration>>,
 }
@@ -658,6 +686,9 @@ struct CodeFlow {
 impl CodeFlow {
     fn tokens(&self) -> serde_json::Value {
         let mut browser = Agent::new(&self.auth);
+        if let Some(address) = &self.forwarded_for {
+            browser = browser.with_header("X-Forwarded-For", address);
+        }
         let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -781,5 +812,162 @@ fn spray(auth: &str, seconds: u64) {
             .map(|(status, took)| format!("{status} in {:.0} ms", took.as_secs_f64() * 1000.0))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+}
+
+/// `bench --soak SECONDS [--rate N]`: a fixed rate of N mixed operations per
+/// second (in turn: a sign-in with its code exchange, a refresh, `GET
+/// /api/me`, `GET /api/notes`), reported per minute with errors, p50/p99 per
+/// operation and both servers' resident memory.
+struct Soak {
+    auth: String,
+    api: String,
+    client_id: String,
+    seconds: u64,
+    rate: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    SignIn,
+    Refresh,
+    Me,
+    Notes,
+}
+
+const OPS: [Op; 4] = [Op::SignIn, Op::Refresh, Op::Me, Op::Notes];
+
+/// The minute it ran in, the operation, how long it took, whether it worked.
+type Sample = (u64, Op, Duration, bool);
+
+fn soak(plan: &Soak, auth: &Server, resource: &Server) {
+    const THREADS: usize = 8;
+    let interval = Duration::from_secs_f64(THREADS as f64 / plan.rate);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(plan.seconds);
+    let samples: Arc<std::sync::Mutex<Vec<Sample>>> = Arc::default();
+    println!(
+        "soak: {:.0} operations/s for {} s ({THREADS} threads, one every {:.0} ms each)",
+        plan.rate,
+        plan.seconds,
+        interval.as_secs_f64() * 1000.0
+    );
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let samples = Arc::clone(&samples);
+            // Each thread is a user at its own address.
+            let flow = CodeFlow {
+                auth: plan.auth.clone(),
+                client_id: plan.client_id.clone(),
+                forwarded_for: Some(format!("198.51.100.{}", t + 1)),
+                exchanges: std::cell::RefCell::new(Vec::new()),
+            };
+            let first = flow.tokens();
+            let api = plan.api.clone();
+            std::thread::spawn(move || {
+                let mut access = first["access_token"].as_str().unwrap_or_default().to_owned();
+                let mut refresh = first["refresh_token"].as_str().unwrap_or_default().to_owned();
+                // Threads start spread over one interval.
+                let mut next = start + interval.mul_f64(t as f64 / THREADS as f64);
+                let mut k = t;
+                while next < end {
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let op = OPS[k % OPS.len()];
+                    k += 1;
+                    let began = Instant::now();
+                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match op {
+                        Op::SignIn => flow.tokens().get("access_token").is_some(),
+                        Op::Refresh => {
+                            let reply = http().post_form(
+                                &format!("{}/token", flow.auth),
+                                &[
+                                    ("grant_type", "refresh_token"),
+                                    ("refresh_token", &refresh),
+                                    ("client_id", &flow.client_id),
+                                ],
+                                None,
+                            );
+                            if reply.status == 200 {
+                                let body = reply.json();
+                                access = body["access_token"].as_str().unwrap_or_default().to_owned();
+                                refresh = body["refresh_token"].as_str().unwrap_or_default().to_owned();
+                            }
+                            reply.status == 200
+                        }
+                        Op::Me => http().get(&format!("{api}/api/me"), Some(&access)).status == 200,
+                        Op::Notes => http().get(&format!("{api}/api/notes"), Some(&access)).status == 200,
+                    }))
+                    .unwrap_or(false);
+                    let minute = start.elapsed().as_secs() / 60;
+                    samples.lock().unwrap().push((minute, op, began.elapsed(), ok));
+                    next += interval;
+                }
+            })
+        })
+        .collect();
+    // Memory every ten seconds.
+    let mut memory = Vec::new();
+    while Instant::now() < end {
+        memory.push((start.elapsed().as_secs(), auth.rss_kib(), resource.rss_kib()));
+        std::thread::sleep(
+            Duration::from_secs(10)
+                .min(end.saturating_duration_since(Instant::now()) + Duration::from_millis(1)),
+        );
+    }
+    // The last figure is taken under load, before the threads finish.
+    memory.push((start.elapsed().as_secs(), auth.rss_kib(), resource.rss_kib()));
+    for thread in threads {
+        let _ = thread.join();
+    }
+    let samples = samples.lock().unwrap();
+    let minutes = samples.iter().map(|s| s.0).max().unwrap_or(0);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "minute | ops | errors | p99 ms: sign-in+exchange refresh /api/me /api/notes | RSS MiB auth resource"
+    );
+    for minute in 0..=minutes {
+        let of_minute: Vec<_> = samples.iter().filter(|s| s.0 == minute).collect();
+        let errors = of_minute.iter().filter(|s| !s.3).count();
+        let p99 = |op: Op| {
+            let mut times: Vec<Duration> = of_minute.iter().filter(|s| s.1 == op).map(|s| s.2).collect();
+            times.sort_unstable();
+            times
+                .get(times.len().saturating_sub(1).min(times.len() * 99 / 100))
+                .map_or(0.0, |d| ms(*d))
+        };
+        let rss = memory
+            .iter()
+            .rev()
+            .find(|m| m.0 / 60 <= minute)
+            .map_or((0.0, 0.0), |m| (m.1 as f64 / 1024.0, m.2 as f64 / 1024.0));
+        println!(
+            "{minute:>6} | {:>5} | {errors:>6} | {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>6.1} {:>6.1}",
+            of_minute.len(),
+            p99(Op::SignIn),
+            p99(Op::Refresh),
+            p99(Op::Me),
+            p99(Op::Notes),
+            rss.0,
+            rss.1
+        );
+    }
+    let errors = samples.iter().filter(|s| !s.3).count();
+    // Growth from the end of the first minute (caches and pools warm) to
+    // the end.
+    let warm = memory
+        .iter()
+        .find(|m| m.0 >= 60)
+        .or(memory.first())
+        .copied()
+        .unwrap_or((0, 1, 1));
+    let last = memory.last().copied().unwrap_or(warm);
+    let growth = |from: u64, to: u64| (to as f64 - from as f64) / from.max(1) as f64 * 100.0;
+    println!(
+        "soak total: {} operations, {errors} errors; RSS growth after the first minute: auth {:+.1} %, resource {:+.1} %",
+        samples.len(),
+        growth(warm.1, last.1),
+        growth(warm.2, last.2)
     );
 }
