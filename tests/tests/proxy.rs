@@ -307,6 +307,12 @@ impl System {
                 ("AUTH_DRAIN_SECONDS", "2".into()),
                 // The in-flight phase signs in many times from 127.0.0.1.
                 ("AUTH_IP_FAILURE_LIMIT", "1000000".into()),
+                // A refresh whose commit was in doubt when Postgres went away
+                // (committed, but the answer lost: the client got a 503) is
+                // replayed after the ten-second outage; inside the grace
+                // window it gets the same successor instead of counting as
+                // reuse.
+                ("AUTH_REFRESH_GRACE_SECONDS", "30".into()),
                 ("RUST_LOG", "info".into()),
             ])
         };
@@ -1106,8 +1112,17 @@ fn two_instances_behind_caddy_serve_survive_a_kill_a_rolling_restart_and_a_datab
             .unwrap()
             .n
     };
-    println!("writers across the cut: {created} notes answered 201, {stored} stored");
-    assert_eq!(stored as usize, created, "a note was lost or written twice");
+    let in_doubt = (stored as usize).saturating_sub(created);
+    println!(
+        "writers across the cut: {created} notes answered 201, {stored} stored ({in_doubt} committed while the cut lost the answer)"
+    );
+    // None lost; at most the one write per writer that was in flight at the
+    // cut can have committed without its answer reaching the client.
+    assert!(stored as usize >= created, "a note answered 201 was lost");
+    assert!(
+        in_doubt <= 2,
+        "{in_doubt} notes stored without a 201: more than were in flight"
+    );
     assert_eq!(
         system.sql_count("SELECT count(*) AS n FROM token_families"),
         families_before_cut,
