@@ -686,6 +686,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_an_unreachable_server_opens_the_breaker() {
+        // libpq's texts: the server could not be reached ...
+        for unreachable in [
+            "connection to server at \"127.0.0.1\", port 5432 failed: Connection refused",
+            "could not connect to server: No route to host",
+            "timeout expired",
+            "server closed the connection unexpectedly",
+        ] {
+            assert!(is_transport_failure(unreachable), "{unreachable}");
+        }
+        // ... or it answered and refused this connection: not an outage
+        // (a password being rotated, a full server), the pool's other
+        // connections still work.
+        for refused in [
+            "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"auth\"",
+            "FATAL:  sorry, too many clients already",
+            "FATAL:  database \"oauth_auth\" does not exist",
+        ] {
+            assert!(!is_transport_failure(refused), "{refused}");
+        }
+    }
+
+    #[test]
     fn database_name_is_checked() {
         assert_eq!(
             database_name("postgres://localhost/oauth_auth").unwrap(),
