@@ -729,18 +729,27 @@ mod tests {
     }
 
     #[test]
-    fn connect_timeout_is_added_once() {
+    fn connect_options_are_added_once_and_never_override_the_operator() {
+        const ADDED: &str =
+            "keepalives_idle=10&keepalives_interval=5&keepalives_count=3&tcp_user_timeout=15000";
         assert_eq!(
             with_connect_options("postgres://localhost/x"),
-            "postgres://localhost/x?connect_timeout=3&gssencmode=disable"
+            format!("postgres://localhost/x?connect_timeout=3&gssencmode=disable&{ADDED}")
         );
         assert_eq!(
             with_connect_options("postgres://localhost/x?sslmode=disable"),
-            "postgres://localhost/x?sslmode=disable&connect_timeout=3&gssencmode=disable"
+            format!("postgres://localhost/x?sslmode=disable&connect_timeout=3&gssencmode=disable&{ADDED}")
         );
         assert_eq!(
-            with_connect_options("postgres://localhost/x?connect_timeout=9&gssencmode=prefer"),
-            "postgres://localhost/x?connect_timeout=9&gssencmode=prefer"
+            with_connect_options(&format!(
+                "postgres://localhost/x?connect_timeout=9&gssencmode=prefer&{ADDED}"
+            )),
+            format!("postgres://localhost/x?connect_timeout=9&gssencmode=prefer&{ADDED}")
+        );
+        assert_eq!(
+            with_connect_options("postgres://localhost/x?tcp_user_timeout=1"),
+            "postgres://localhost/x?tcp_user_timeout=1&connect_timeout=3&gssencmode=disable\
+             &keepalives_idle=10&keepalives_interval=5&keepalives_count=3"
         );
     }
 }
