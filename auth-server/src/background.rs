@@ -10,6 +10,7 @@ use actix_web::web;
 use crate::audit::Event;
 use crate::config::Settings;
 use crate::keys;
+use crate::policy::backchannel;
 use crate::state::AppState;
 use crate::storage;
 use crate::storage::cleanup::{Lifetimes, Sweep};
@@ -17,14 +18,50 @@ use crate::storage::cleanup::{Lifetimes, Sweep};
 /// Rows per cleanup statement.
 pub const CLEANUP_BATCH: i64 = 500;
 
+/// Delivers back-channel Logout Tokens as they are queued
+/// (`policy::backchannel`): on a wake-up from this instance, or every
+/// `POLL` for those queued elsewhere (another instance, the CLI).
+pub fn spawn_backchannel(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::select! {
+                () = state.backchannel_wakeup.notified() => {}
+                () = actix_web::rt::time::sleep(backchannel::POLL) => {}
+            }
+            // Go on while there is work: a batch may not have held it all.
+            loop {
+                match backchannel::deliver_due(&state).await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "back-channel logout queue unavailable; will try again");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Stops a task when dropped: the delivery loop ends with the main one.
+struct AbortOnDrop(actix_web::rt::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Starts the background loops; abort the handle to stop them.
 pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> {
+    let deliveries = spawn_backchannel(state.clone());
     if state.settings.key_rotation_interval.is_some() && state.server_keys.previous.is_some() {
         tracing::warn!(
             "AUTH_KEY_ENCRYPTION_KEY_PREVIOUS is set: scheduled key rotation is paused on this instance until the KEK change is finished (keys rewrap, then unset it)"
         );
     }
     actix_web::rt::spawn(async move {
+        let _deliveries = AbortOnDrop(deliveries);
         let reload_every = state.settings.key_reload_interval;
         let cleanup_every = state.settings.cleanup_interval;
         let mut since_cleanup = Duration::ZERO;

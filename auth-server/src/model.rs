@@ -33,6 +33,11 @@ pub struct Client {
     pub audiences: Vec<String>,
     pub first_party: bool,
     pub allow_introspection: bool,
+    /// Where logout tokens are POSTed (OpenID Connect Back-Channel Logout
+    /// 1.0 section 2.2).
+    pub backchannel_logout_uri: Option<String>,
+    /// Authorization requests with `openid` must carry a `nonce`.
+    pub require_nonce: bool,
 }
 
 /// A replaced client secret during its overlap.

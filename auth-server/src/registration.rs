@@ -20,6 +20,8 @@ pub struct ClientRegistration {
     pub audiences: Vec<String>,
     pub first_party: bool,
     pub allow_introspection: bool,
+    pub backchannel_logout_uri: Option<String>,
+    pub require_nonce: bool,
 }
 
 /// A client ready to store, and its secret if it has one.
@@ -56,7 +58,7 @@ impl ClientRegistration {
     /// Checks the registration. Defaults: grant types `authorization_code`
     /// and `refresh_token` when redirect URIs are given, otherwise
     /// `client_credentials` (confidential clients only); scopes
-    /// `profile notes:read notes:write` (`admin` only when asked for);
+    /// `openid profile notes:read notes:write` (`admin` only when asked for);
     /// audience `default_audience`.
     pub fn check(self, default_audience: &str) -> Result<NewClient, RegistrationError> {
         let mut client = self.validated(default_audience)?;
@@ -85,6 +87,8 @@ impl ClientRegistration {
             audiences: client.audiences.clone(),
             first_party: client.first_party,
             allow_introspection: client.allow_introspection,
+            backchannel_logout_uri: client.backchannel_logout_uri.clone(),
+            require_nonce: client.require_nonce,
         }
     }
 
@@ -166,7 +170,7 @@ impl ClientRegistration {
         }
 
         let scopes = if self.scopes.is_empty() {
-            [Scope::Profile, Scope::NotesRead, Scope::NotesWrite]
+            [Scope::OpenId, Scope::Profile, Scope::NotesRead, Scope::NotesWrite]
                 .into_iter()
                 .collect()
         } else {
@@ -187,6 +191,17 @@ impl ClientRegistration {
             }
         }
 
+        let backchannel_logout_uri = self
+            .backchannel_logout_uri
+            .as_deref()
+            .map(backchannel_logout_uri)
+            .transpose()?;
+        if backchannel_logout_uri.is_some() && !grant_types.contains(&GrantType::AuthorizationCode) {
+            return Err(invalid(
+                "--backchannel-logout-uri is only used with the authorization_code grant",
+            ));
+        }
+
         Ok(Client {
             client_id: String::new(),
             name: name.to_owned(),
@@ -200,8 +215,36 @@ impl ClientRegistration {
             audiences,
             first_party: self.first_party,
             allow_introspection: self.allow_introspection,
+            backchannel_logout_uri,
+            require_nonce: self.require_nonce,
         })
     }
+}
+
+/// A back-channel logout URI (Back-Channel Logout 1.0 section 2.2): an
+/// absolute `https` URL (`http` only on a loopback host, for development)
+/// without a fragment; the server POSTs to it, so no custom schemes.
+fn backchannel_logout_uri(input: &str) -> Result<String, RegistrationError> {
+    let bad = || {
+        invalid(format!(
+            "back-channel logout URI {input:?} must be an absolute https URL without a fragment"
+        ))
+    };
+    if input.len() > 2000 || input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let url = url::Url::parse(input).map_err(|_| bad())?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(bad()),
+    };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(bad());
+    }
+    Ok(input.to_owned())
 }
 
 fn dedup_uris(list: Vec<RedirectUri>) -> Vec<RedirectUri> {
@@ -231,7 +274,10 @@ mod tests {
         assert!(new.client.allows_grant(GrantType::AuthorizationCode));
         assert!(new.client.allows_grant(GrantType::RefreshToken));
         assert_eq!(new.client.audiences, ["aud"]);
-        assert_eq!(new.client.scopes.to_string(), "profile notes:read notes:write");
+        assert_eq!(
+            new.client.scopes.to_string(),
+            "openid profile notes:read notes:write"
+        );
         assert_eq!(new.client.client_id.len(), 22);
     }
 

@@ -46,6 +46,9 @@ pub struct AppState {
     pub policy: TokenPolicy,
     /// Access tokens verified recently (introspection).
     pub verified: VerifiedTokens,
+    /// Wakes the back-channel logout delivery when this instance queued
+    /// Logout Tokens (other instances' are found by polling).
+    pub backchannel_wakeup: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
             metadata,
             policy,
             verified: VerifiedTokens::new(VERIFIED_CAPACITY),
+            backchannel_wakeup: tokio::sync::Notify::new(),
         })
     }
 }

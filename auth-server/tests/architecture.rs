@@ -36,7 +36,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "storage",
         ],
     ),
-    ("background", &["audit", "config", "keys", "state", "storage"]),
+    (
+        "background",
+        &["audit", "config", "keys", "policy", "state", "storage"],
+    ),
     (
         "http",
         &[

@@ -56,6 +56,18 @@ pub struct Update {
     /// May (true) or may not (false) call the introspection endpoint.
     #[arg(long, value_name = "true|false")]
     pub allow_introspection: Option<bool>,
+    /// Where to POST back-channel logout tokens.
+    #[arg(
+        long = "backchannel-logout-uri",
+        conflicts_with = "remove_backchannel_logout_uri"
+    )]
+    pub backchannel_logout_uri: Option<String>,
+    /// Stop sending back-channel logout tokens.
+    #[arg(long)]
+    pub remove_backchannel_logout_uri: bool,
+    /// Refuse (true) or allow (false) OpenID Connect requests without a nonce.
+    #[arg(long, value_name = "true|false")]
+    pub require_nonce: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +115,8 @@ fn client_json(record: &ClientRecord, now: chrono::DateTime<chrono::Utc>) -> Val
         "audiences": client.audiences,
         "first_party": client.first_party,
         "allow_introspection": client.allow_introspection,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "require_nonce": client.require_nonce,
         "previous_secret_valid_until": time(overlap),
         "created_at": record.created_at.to_rfc3339(),
         "updated_at": record.updated_at.to_rfc3339(),
@@ -253,6 +267,15 @@ fn update(settings: &Settings, args: Update, now: chrono::DateTime<chrono::Utc>)
     }
     if let Some(allow) = args.allow_introspection {
         wanted.allow_introspection = allow;
+    }
+    if args.remove_backchannel_logout_uri {
+        wanted.backchannel_logout_uri = None;
+    }
+    if let Some(uri) = args.backchannel_logout_uri {
+        wanted.backchannel_logout_uri = Some(uri);
+    }
+    if let Some(require) = args.require_nonce {
+        wanted.require_nonce = require;
     }
     let client = wanted.recheck(&record.client)?;
     if !storage::clients::update(&mut conn, &client, now)? {

@@ -127,6 +127,12 @@ pub struct ClientCreate {
     pub allow_introspection: bool,
     #[arg(long = "audience")]
     pub audiences: Vec<String>,
+    /// Where to POST OpenID Connect back-channel logout tokens.
+    #[arg(long = "backchannel-logout-uri")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Refuse OpenID Connect requests without a `nonce`.
+    #[arg(long)]
+    pub require_nonce: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +241,8 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
         audiences: args.audiences,
         first_party: args.first_party,
         allow_introspection: args.allow_introspection,
+        backchannel_logout_uri: args.backchannel_logout_uri,
+        require_nonce: args.require_nonce,
     }
     .check(&settings.default_audience)?;
     let mut conn = startup::open_connection(settings)?;
@@ -255,6 +263,8 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
         "audiences": client.audiences,
         "first_party": client.first_party,
         "allow_introspection": client.allow_introspection,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "require_nonce": client.require_nonce,
     });
     if let Some(secret) = &new.secret {
         out["client_secret"] = json!(secret);

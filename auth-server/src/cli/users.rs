@@ -163,7 +163,7 @@ pub fn run(settings: &Settings, command: UserCommand) -> Result<(), CliError> {
         UserCommand::Delete(args) => {
             confirmed(args.yes, "deleting a user")?;
             let mut conn = startup::open_connection(settings)?;
-            let deleted = storage::users::delete(&mut conn, &args.username)?
+            let deleted = storage::users::delete(&mut conn, &args.username, Clock::system().now())?
                 .ok_or_else(|| no_such_user(&args.username))?;
             audit::record(
                 Event::UserDeleted,

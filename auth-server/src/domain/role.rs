@@ -29,7 +29,7 @@ impl Role {
     /// The scopes a holder of this role may be granted.
     pub fn permits(self, scope: Scope) -> bool {
         match scope {
-            Scope::Profile | Scope::NotesRead | Scope::NotesWrite => true,
+            Scope::OpenId | Scope::Profile | Scope::NotesRead | Scope::NotesWrite => true,
             Scope::Admin => self == Role::Admin,
         }
     }
@@ -106,7 +106,7 @@ mod tests {
         let roles = Roles::parse(&["user"]).unwrap();
         assert_eq!(
             roles.permitted(&ScopeSet::all()).to_string(),
-            "profile notes:read notes:write"
+            "openid profile notes:read notes:write"
         );
         let admin = Roles::parse(&["admin"]).unwrap();
         assert_eq!(admin.permitted(&ScopeSet::all()), ScopeSet::all());

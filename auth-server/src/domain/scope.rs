@@ -4,6 +4,8 @@ use std::fmt;
 /// A scope this system knows (`INTERFACE.md`, "Roles and scopes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
+    /// OpenID Connect: an ID token and `/userinfo`.
+    OpenId,
     Profile,
     NotesRead,
     NotesWrite,
@@ -11,10 +13,17 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Profile, Scope::NotesRead, Scope::NotesWrite, Scope::Admin];
+    pub const ALL: [Scope; 5] = [
+        Scope::OpenId,
+        Scope::Profile,
+        Scope::NotesRead,
+        Scope::NotesWrite,
+        Scope::Admin,
+    ];
 
     pub fn parse(input: &str) -> Option<Self> {
         match input {
+            "openid" => Some(Scope::OpenId),
             "profile" => Some(Scope::Profile),
             "notes:read" => Some(Scope::NotesRead),
             "notes:write" => Some(Scope::NotesWrite),
@@ -25,6 +34,7 @@ impl Scope {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Scope::OpenId => "openid",
             Scope::Profile => "profile",
             Scope::NotesRead => "notes:read",
             Scope::NotesWrite => "notes:write",
@@ -35,6 +45,7 @@ impl Scope {
     /// What the scope allows, in words, for the consent page.
     pub fn description(self) -> &'static str {
         match self {
+            Scope::OpenId => "Sign you in with your account here",
             Scope::Profile => "See your username and roles",
             Scope::NotesRead => "Read your notes",
             Scope::NotesWrite => "Create, change and delete your notes",
@@ -109,6 +120,11 @@ impl ScopeSet {
 
     pub fn is_subset(&self, other: &ScopeSet) -> bool {
         self.0.is_subset(&other.0)
+    }
+
+    /// This set without `scope`.
+    pub fn without(&self, scope: Scope) -> ScopeSet {
+        Self(self.0.iter().copied().filter(|s| *s != scope).collect())
     }
 
     pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {

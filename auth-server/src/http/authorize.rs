@@ -22,13 +22,22 @@ fn render(req: &HttpRequest, view: Result<View, StoreError>, after_post: bool) -
             "The consent form expired. Go back to the application and try again.",
         ),
         Ok(View::Redirect(location)) => pages::redirect(&location, after_post),
-        Ok(View::Login) => {
-            let return_to = format!("/authorize?{}", req.query_string());
-            let location = format!(
-                "/login?return_to={}",
-                url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+        Ok(View::Login { fresh, login_hint }) => {
+            // The sign-in itself honours `prompt=login` and `max_age`; the
+            // request comes back without them so it does not ask again.
+            let return_to = format!(
+                "/authorize?{}",
+                crate::protocol::oidc::after_sign_in(req.query_string())
             );
-            pages::redirect(&location, after_post)
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("return_to", &return_to);
+            if let Some(hint) = login_hint {
+                query.append_pair("login_hint", &hint);
+            }
+            if fresh {
+                query.append_pair("fresh", "1");
+            }
+            pages::redirect(&format!("/login?{}", query.finish()), after_post)
         }
         Ok(View::Consent {
             client_name,

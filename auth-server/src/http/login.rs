@@ -64,8 +64,23 @@ fn binding(req: &HttpRequest, state: &AppState) -> Option<(String, bool)> {
 }
 
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let return_to = login::return_to(&query_params(&req));
-    let context = match login::form(&state, session_cookie(&req, &state), &return_to).await {
+    let params = query_params(&req);
+    let return_to = login::return_to(&params);
+    // `fresh`: the authorization request wants the password now
+    // (`prompt=login`, `max_age`), so a live session does not skip the form.
+    let session = match params.get("fresh") {
+        Some(_) => None,
+        None => session_cookie(&req, &state),
+    };
+    // OIDC `login_hint`: a username to fill in, never more than the field holds.
+    let hint: String = params
+        .get("login_hint")
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let context = match login::form(&state, session, &return_to).await {
         Ok(Form::SignedIn) => return pages::redirect(&return_to, false),
         Ok(Form::Show(context)) => context,
         Err(e) => return unavailable(e),
@@ -81,7 +96,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             binding: &binding,
             set_binding,
             context: &context,
-            username: "",
+            username: &hint,
             error: None,
         },
     )

@@ -46,7 +46,12 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     };
     let mut page = pages::html(
         StatusCode::OK,
-        crate::pages::logout_page(&action, &confirmation.csrf_token, who),
+        crate::pages::logout_page(
+            &action,
+            &confirmation.csrf_token,
+            who,
+            confirmation.requested_by.as_deref(),
+        ),
         &origins,
     );
     if let Some(fresh) = confirmation.new_login_cookie {

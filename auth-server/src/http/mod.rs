@@ -15,6 +15,7 @@ mod logout;
 pub mod pages;
 mod revoke;
 mod token;
+mod userinfo;
 
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, web};
@@ -59,6 +60,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/.well-known/oauth-authorization-server")
                 .wrap(from_fn(cors::cors))
                 .route(web::get().to(discovery::metadata)),
+        )
+        .service(
+            web::resource("/.well-known/openid-configuration")
+                .wrap(from_fn(cors::cors))
+                .route(web::get().to(discovery::metadata)),
+        )
+        .service(
+            web::resource("/userinfo")
+                .wrap(from_fn(cors::cors))
+                .route(web::get().to(userinfo::userinfo))
+                .route(web::post().to(userinfo::userinfo))
+                .default_service(web::to(userinfo::method_not_allowed)),
         )
         .service(
             web::resource(crate::protocol::metadata::JWKS_PATH)

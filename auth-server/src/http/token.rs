@@ -102,6 +102,8 @@ async fn grant(
                 RefreshOutcome::Refused(error) => return Err(error.into()),
                 RefreshOutcome::ReuseDetected { family_id, user_id } => {
                     state.metrics.event("refresh_reuse_detected");
+                    // The family's client is sent a Logout Token.
+                    state.backchannel_wakeup.notify_one();
                     tracing::warn!(family = %family_id, "refresh token reused; its family is revoked");
                     audit::record(
                         Event::RefreshReuseDetected,

@@ -26,6 +26,7 @@ use serde_json::{Map, Value, json};
 
 use self::lifecycle::{State, Timed, Timeline};
 use crate::crypto::{self, CryptoError};
+use crate::protocol::tokens::JwtType;
 use crate::storage::keys::KeyRow;
 
 /// The only algorithm we sign with (RFC 9068 requires an asymmetric one).
@@ -340,6 +341,32 @@ impl KeySet {
         Some((payload.claims_set().clone(), kid))
     }
 
+    /// The claims of an ID token we signed with a key that is still
+    /// published and whose `iss` is `issuer`: an `id_token_hint`. Its times
+    /// are not checked (a hint may be an expired ID token, OIDC Core
+    /// section 3.1.2.1), but its `typ` must be an ID token's, so an access
+    /// or logout token is never taken for one.
+    pub fn verify_id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Map<String, Value>> {
+        let published = self.published(now);
+        let (payload, header) = jwt::decode_with_verifier_selector(token, |header| {
+            Ok(header
+                .key_id()
+                .and_then(|kid| published.iter().find(|k| k.kid == kid))
+                .map(|k| &k.material.verifier as &dyn josekit::jws::JwsVerifier))
+        })
+        .ok()?;
+        if header.token_type().is_some_and(|t| t != JwtType::Id.header()) {
+            return None;
+        }
+        let claims = payload.claims_set();
+        (claims.get("iss").and_then(Value::as_str) == Some(issuer)).then(|| claims.clone())
+    }
+
     /// Whether `kid` is among the keys a verifier may meet at `now`.
     fn publishes(&self, kid: &str, now: DateTime<Utc>) -> bool {
         self.published(now).iter().any(|k| k.kid == kid)
@@ -352,11 +379,21 @@ impl KeySet {
 
     /// Signs `claims` as an RFC 9068 access token (`typ: at+jwt`).
     pub fn sign(&self, claims: Map<String, Value>, now: DateTime<Utc>) -> Result<String, KeyError> {
+        self.sign_typed(JwtType::Access, claims, now)
+    }
+
+    /// Signs `claims` as a JWT of kind `typ` (its `typ` header).
+    pub fn sign_typed(
+        &self,
+        typ: JwtType,
+        claims: Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<String, KeyError> {
         let key = self
             .signing_key(now)
             .ok_or_else(|| KeyError("no active signing key".into()))?;
         let mut header = JwsHeader::new();
-        header.set_token_type("at+jwt");
+        header.set_token_type(typ.header());
         header.set_key_id(&key.kid);
         let payload = JwtPayload::from_map(claims)?;
         Ok(jwt::encode_with_signer(&payload, &header, &key.material.signer)?)
@@ -364,12 +401,13 @@ impl KeySet {
 }
 
 impl crate::protocol::tokens::AccessTokenSigner for KeySet {
-    fn sign(
+    fn sign_typed(
         &self,
+        typ: JwtType,
         claims: Map<String, Value>,
         now: DateTime<Utc>,
     ) -> Result<String, crate::protocol::StoreError> {
-        KeySet::sign(self, claims, now).map_err(Into::into)
+        KeySet::sign_typed(self, typ, claims, now).map_err(Into::into)
     }
 }
 

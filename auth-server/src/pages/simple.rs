@@ -35,11 +35,16 @@ pub enum Signed<'a> {
 
 /// The logout confirmation: a form so a cross-site link cannot log the user
 /// out by itself.
-pub fn logout_page(action: &str, csrf_token: &str, who: Signed<'_>) -> String {
+/// `requested_by`: the application that sent the user here, when an
+/// `id_token_hint` for this session proved it (RP-Initiated Logout 1.0).
+pub fn logout_page(action: &str, csrf_token: &str, who: Signed<'_>, requested_by: Option<&str>) -> String {
     layout(
         "Sign out",
         html! {
             h1 { "Sign out?" }
+            @if let Some(app) = requested_by {
+                p { strong { (app) } " asks you to sign out." }
+            }
             @match who {
                 Signed::In(user) => p { "You are signed in as " strong { (user) } "." },
                 Signed::Expired => {
@@ -76,19 +81,29 @@ mod tests {
 
     #[test]
     fn logout_page_escapes_username_action_and_csrf_token() {
-        assert_escaped(&logout_page("/logout", "t0ken", Signed::In(HOSTILE)), 1);
-        assert_escaped(&logout_page(HOSTILE, HOSTILE, Signed::Out), 2);
+        assert_escaped(&logout_page("/logout", "t0ken", Signed::In(HOSTILE), None), 1);
+        assert_escaped(&logout_page(HOSTILE, HOSTILE, Signed::Out, None), 2);
+        assert_escaped(&logout_page("/logout", "t", Signed::Out, Some(HOSTILE)), 1);
+    }
+
+    #[test]
+    fn logout_page_names_the_application_that_asked() {
+        let html = logout_page("/logout", "t", Signed::In("alice"), Some("Notes"));
+        assert!(
+            html.contains("<strong>Notes</strong> asks you to sign out."),
+            "{html}"
+        );
     }
 
     #[test]
     fn logout_page_is_a_post_form_with_a_csrf_token() {
         for who in [Signed::In("alice"), Signed::Expired, Signed::Out] {
-            let html = logout_page("/logout?client_id=x", "t0ken", who);
+            let html = logout_page("/logout?client_id=x", "t0ken", who, None);
             assert_eq!(html.matches("<form ").count(), 1, "{html}");
             assert!(html.contains(r#"<form method="post" action="/logout?client_id=x">"#));
             assert!(html.contains(r#"name="csrf_token" value="t0ken""#), "{html}");
         }
-        let signed_in = logout_page("/logout", "t", Signed::In("alice"));
+        let signed_in = logout_page("/logout", "t", Signed::In("alice"), None);
         assert!(signed_in.contains("<p>You are signed in as <strong>alice</strong>.</p>"));
     }
 }

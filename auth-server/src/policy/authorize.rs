@@ -3,8 +3,11 @@
 //! `protocol::engine`).
 //!
 //! Order of checks: client and redirect URI first (failures are a page,
-//! never a redirect); then the request itself (failures redirect with
-//! `error`, `state`, `iss`); then sign-in; then consent.
+//! never a redirect); then the request itself, its OpenID Connect
+//! parameters included (failures redirect with `error`, `state`, `iss`);
+//! then sign-in (`prompt`, `max_age`, `id_token_hint`); then consent. With
+//! `prompt=none` a page that would be needed is an error to the client
+//! instead (OIDC Core section 3.1.2.6).
 
 use std::sync::Arc;
 
@@ -13,9 +16,11 @@ use chrono::{DateTime, Utc};
 use super::session::find_session;
 use crate::audit::{self, Actor, Event};
 use crate::client_cache::CachedClients;
-use crate::domain::ScopeSet;
+use crate::domain::{Scope, ScopeSet};
 use crate::protocol::authorize::{needs_consent, resolve_target};
 use crate::protocol::engine::{self, AuthorizationOutcome, AuthorizationRequest, Step};
+use crate::protocol::grants::SignIn;
+use crate::protocol::oidc::{self, Interaction, SignedIn};
 use crate::protocol::session::{CsrfPurpose, csrf_ok, csrf_token};
 use crate::protocol::{OAuthError, Params, StoreError};
 use crate::state::AppState;
@@ -30,8 +35,13 @@ pub enum View {
     ConsentExpired,
     /// Back to the client.
     Redirect(String),
-    /// Sign in first.
-    Login,
+    /// Sign in first; `fresh` when a live session is not enough
+    /// (`prompt=login`, `max_age`, an `id_token_hint` for another user).
+    Login {
+        fresh: bool,
+        /// A username to fill in (`login_hint`).
+        login_hint: Option<String>,
+    },
     Consent {
         client_name: String,
         username: String,
@@ -69,38 +79,74 @@ fn decide(
             }
         }
     };
+    let issuer = state.settings.issuer.as_str();
     let session = find_session(store, raw_session, now, state.settings.session_idle_ttl)?;
-    let request = |user, session_hash| AuthorizationRequest {
+    let request = |user, session_hash, sign_in| AuthorizationRequest {
         params,
         client: &target.client,
         redirect_uri: &target.redirect_uri,
         redirect_uri_given: target.redirect_uri_given,
         user,
         session_hash,
-        issuer: state.settings.issuer.as_str(),
+        sign_in,
+        issuer,
         now,
     };
     let user = session.as_ref().map(|s| &s.user);
     let hash = session.as_ref().map(|s| s.id_hash.as_slice());
-    let scope = match engine::authorize(request(user, hash), Step::Inspect, store) {
+    let inspected = SignIn::default();
+    let scope = match engine::authorize(request(user, hash, &inspected), Step::Inspect, store) {
         AuthorizationOutcome::Redirect(url) => return Ok(View::Redirect(url.into())),
         AuthorizationOutcome::Valid { scope } => scope,
     };
+    let refuse = |error: OAuthError| {
+        View::Redirect(
+            engine::error_redirect(&target.redirect_uri, &error, params.get("state"), issuer).into(),
+        )
+    };
+    let oidc = match oidc::parse_request(params, scope.contains(Scope::OpenId), target.client.require_nonce) {
+        Ok(oidc) => oidc,
+        Err(error) => return Ok(refuse(error)),
+    };
+    let hint_subject = match &oidc.id_token_hint {
+        None => None,
+        Some(raw) => match state
+            .keys
+            .snapshot()
+            .verify_id_token(raw, issuer, now)
+            .as_ref()
+            .and_then(oidc::hint_from_claims)
+        {
+            Some(hint) => Some(hint.subject),
+            None => {
+                return Ok(refuse(OAuthError::InvalidRequest(
+                    "id_token_hint is not an ID token issued here",
+                )));
+            }
+        },
+    };
+    let login = View::Login {
+        fresh: false,
+        login_hint: oidc.login_hint.clone(),
+    };
     let (Some(session), Some(raw_session)) = (&session, raw_session) else {
-        return Ok(View::Login);
+        return Ok(
+            match oidc::interaction(&oidc, None, hint_subject, false, false, now) {
+                Interaction::Refuse(error) => refuse(error),
+                _ => login,
+            },
+        );
     };
-    let finish = |store: &mut PgStore<'_>, step| match engine::authorize(request(user, hash), step, store) {
-        AuthorizationOutcome::Redirect(url) => View::Redirect(url.into()),
-        AuthorizationOutcome::Valid { .. } => View::Redirect(
-            engine::error_redirect(
-                &target.redirect_uri,
-                &OAuthError::ServerError,
-                params.get("state"),
-                &state.policy.issuer,
-            )
-            .into(),
-        ),
+    let sign_in = SignIn {
+        nonce: oidc.nonce.clone(),
+        sid: Some(session.sid),
+        auth_time: Some(session.auth_time),
     };
+    let finish =
+        |store: &mut PgStore<'_>, step| match engine::authorize(request(user, hash, &sign_in), step, store) {
+            AuthorizationOutcome::Redirect(url) => View::Redirect(url.into()),
+            AuthorizationOutcome::Valid { .. } => refuse(OAuthError::ServerError),
+        };
     match decision {
         None => {
             let remembered = if target.client.first_party {
@@ -108,16 +154,32 @@ fn decide(
             } else {
                 storage::sessions::consent(store.conn, session.user.id, &target.client.client_id)?
             };
-            if needs_consent(&target.client, remembered.as_ref(), &scope) {
-                return Ok(View::Consent {
+            let signed_in = SignedIn {
+                user_id: session.user.id,
+                auth_time: session.auth_time,
+            };
+            match oidc::interaction(
+                &oidc,
+                Some(signed_in),
+                hint_subject,
+                needs_consent(&target.client, remembered.as_ref(), &scope),
+                !target.client.first_party,
+                now,
+            ) {
+                Interaction::Refuse(error) => Ok(refuse(error)),
+                Interaction::SignIn { fresh } => Ok(View::Login {
+                    fresh,
+                    login_hint: oidc.login_hint.clone(),
+                }),
+                Interaction::Consent => Ok(View::Consent {
                     client_name: target.client.name.clone(),
                     username: session.user.username.clone(),
                     scope,
                     csrf_token: csrf_token(&state.server_keys.csrf, CsrfPurpose::Consent, raw_session)?,
                     form_origins: target.redirect_uri.origin().into_iter().collect(),
-                });
+                }),
+                Interaction::Proceed => Ok(finish(store, Step::Approve)),
             }
-            Ok(finish(store, Step::Approve))
         }
         Some(decision) => {
             if !state

@@ -2,8 +2,11 @@
 //! `POST /logout` (CSRF-protected): ends the browser session and revokes
 //! every refresh-token family the session produced (and expires its
 //! unredeemed codes, which would start new ones).
+//! This is also the `end_session_endpoint` of RP-Initiated Logout 1.0:
 //! `post_logout_redirect_uri` is followed only when it exactly matches a
-//! URI registered for the `client_id` given with it.
+//! URI registered for the client named by `client_id` or by the audience of
+//! `id_token_hint`; `state` is handed back. Clients registered with a
+//! back-channel logout URI are sent a Logout Token (`policy::backchannel`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,38 +17,76 @@ use crate::client_cache::CachedClients;
 use crate::crypto;
 use crate::model::User;
 use crate::protocol::client_auth::ClientDirectory as _;
+use crate::protocol::oidc;
 use crate::protocol::session::{CsrfPurpose, csrf_ok, csrf_token};
 use crate::protocol::{Params, StoreError};
 use crate::state::AppState;
 use crate::storage::{self, PgStore};
 
-/// The validated place to go after logout, with `state` appended.
-fn destination(
+/// What the RP-Initiated Logout 1.0 parameters (section 2) come to.
+struct Request {
+    /// Where the browser goes after signing out, with `state` appended.
+    destination: Option<String>,
+    /// The application that asked, when a verified `id_token_hint` names
+    /// the browser's current session.
+    requested_by: Option<String>,
+}
+
+/// Reads `id_token_hint`, `client_id`, `post_logout_redirect_uri` and
+/// `state`. The client is `client_id` or the hint's audience; when both
+/// are given they must agree (section 2). `post_logout_redirect_uri` is
+/// followed only when it exactly matches one that client registered. A
+/// hint that is not an ID token of ours (its expiry aside) is ignored.
+fn read_request(
     state: &AppState,
     store: &mut PgStore<'_>,
     params: &Params,
-) -> Result<Option<String>, StoreError> {
-    let (Some(uri), Some(client_id)) = (params.get("post_logout_redirect_uri"), params.get("client_id"))
-    else {
-        return Ok(None);
+    session_sid: Option<uuid::Uuid>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Request, StoreError> {
+    let none = Request {
+        destination: None,
+        requested_by: None,
+    };
+    let hint = params.get("id_token_hint").and_then(|raw| {
+        state
+            .keys
+            .snapshot()
+            .verify_id_token(raw, state.settings.issuer.as_str(), now)
+            .as_ref()
+            .and_then(oidc::hint_from_claims)
+    });
+    let client_id = match (params.get("client_id"), &hint) {
+        (Some(given), Some(hint)) if given != hint.client_id => return Ok(none),
+        (Some(given), _) => given,
+        (None, Some(hint)) => hint.client_id.as_str(),
+        (None, None) => return Ok(none),
     };
     let mut clients = CachedClients {
         cache: &state.clients,
         store,
     };
     let Some(client) = clients.client(client_id)? else {
-        return Ok(None);
+        return Ok(none);
     };
-    if !client.accepts_post_logout_redirect(uri) {
-        return Ok(None);
-    }
-    let Ok(mut url) = url::Url::parse(uri) else {
-        return Ok(None);
-    };
-    if let Some(s) = params.get("state") {
-        url.query_pairs_mut().append_pair("state", s);
-    }
-    Ok(Some(url.into()))
+    let requested_by = hint
+        .as_ref()
+        .filter(|h| h.sid.is_some() && h.sid == session_sid)
+        .map(|_| client.name.clone());
+    let destination = params
+        .get("post_logout_redirect_uri")
+        .filter(|uri| client.accepts_post_logout_redirect(uri))
+        .and_then(|uri| url::Url::parse(uri).ok())
+        .map(|mut url| {
+            if let Some(s) = params.get("state") {
+                url.query_pairs_mut().append_pair("state", s);
+            }
+            url.into()
+        });
+    Ok(Request {
+        destination,
+        requested_by,
+    })
 }
 
 /// The CSRF binding of a logout form: the session cookie, or for a browser
@@ -76,6 +117,8 @@ pub struct Confirmation {
     pub csrf_token: String,
     /// Where the browser goes after signing out, if it asked and may.
     pub destination: Option<String>,
+    /// The application that asked for the sign-out, when it proved it.
+    pub requested_by: Option<String>,
     /// A new pre-login cookie to set (the form needs a binding).
     pub new_login_cookie: Option<String>,
 }
@@ -92,9 +135,10 @@ pub async fn confirmation(
     let st = Arc::clone(state);
     let lookup = raw_session.clone();
     let now = state.clock.now();
-    let (session, destination) = storage::run(&state.pool, move |store| {
+    let (session, request) = storage::run(&state.pool, move |store| {
         let session = find_session(store, lookup.as_deref(), now, st.settings.session_idle_ttl)?;
-        Ok((session, destination(&st, store, &params)?))
+        let request = read_request(&st, store, &params, session.as_ref().map(|s| s.sid), now)?;
+        Ok((session, request))
     })
     .await?;
     let (login_cookie, new_login_cookie) = match login_cookie {
@@ -116,7 +160,8 @@ pub async fn confirmation(
     Ok(Confirmation {
         who,
         csrf_token,
-        destination,
+        destination: request.destination,
+        requested_by: request.requested_by,
         new_login_cookie,
     })
 }
@@ -156,9 +201,12 @@ pub async fn sign_out(
             Some(raw) => storage::sessions::end(store.conn, &crypto::token_hash(&raw), now)?,
             None => 0,
         };
-        Ok((revoked, destination(&st, store, &params)?))
+        let request = read_request(&st, store, &params, None, now)?;
+        Ok((revoked, request.destination))
     })
     .await?;
+    // Logout Tokens were queued with the session's end; deliver them now.
+    state.backchannel_wakeup.notify_one();
     tracing::info!(revoked_families = revoked, "logged out");
     if ended {
         audit::record(

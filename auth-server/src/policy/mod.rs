@@ -6,6 +6,7 @@
 //! OAuth rules; it never names actix or diesel.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod login;
 pub mod logout;
 pub mod session;

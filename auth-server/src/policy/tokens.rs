@@ -104,6 +104,24 @@ pub async fn introspect(
     .await
 }
 
+/// The UserInfo response for a bearer token (`protocol::userinfo`).
+pub async fn userinfo(
+    state: &Arc<AppState>,
+    token: String,
+    now: DateTime<Utc>,
+) -> Result<Result<Value, crate::protocol::userinfo::Refusal>, StoreError> {
+    let st = Arc::clone(state);
+    storage::run(&state.pool, move |store| {
+        let keys = st.keys.snapshot();
+        let verifier = CachingVerifier {
+            keys: keys.as_ref(),
+            cache: &st.verified,
+        };
+        crate::protocol::userinfo::userinfo(&token, &st.policy.issuer, &verifier, store, now)
+    })
+    .await
+}
+
 /// RFC 7009 revocation by `client` (`protocol::revoke`).
 pub async fn revoke(
     state: &Arc<AppState>,

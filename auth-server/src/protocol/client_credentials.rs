@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::tokens::{self, AccessTokenSigner, Subject, TokenPolicy, TokenResponse};
 use super::{OAuthError, Params, scope};
-use crate::domain::ClientKind;
+use crate::domain::{ClientKind, Scope};
 use crate::model::Client;
 
 pub fn issue(
@@ -23,7 +23,9 @@ pub fn issue(
         ));
     }
     let requested = scope::parse_requested(params.get("scope"))?;
-    let granted = scope::grant(requested.as_ref(), &client.scopes, None)?;
+    // No user, so never `openid`: a request for it alone gets nothing.
+    let allowed = client.scopes.without(Scope::OpenId);
+    let granted = scope::grant(requested.as_ref(), &allowed, None)?;
     let access = tokens::mint_access_token(signer, policy, client, Subject::Client, &granted, now)?;
     Ok(TokenResponse::new(&access, None, &granted, now))
 }

@@ -123,6 +123,7 @@ mod tests {
             code_challenge: CHALLENGE.into(),
             family_id: Uuid::nil(),
             expires_at: DateTime::<Utc>::MAX_UTC,
+            sign_in: Default::default(),
         }
     }
 

@@ -65,6 +65,18 @@ pub enum OAuthError {
     /// 3.5): the client address or client is over its failure limit; HTTP
     /// 429 with `Retry-After`, decided before any secret is checked.
     SlowDown { retry_after_seconds: u64 },
+    /// `login_required` (OIDC Core section 3.1.2.6): `prompt=none` and the
+    /// user would have to sign in.
+    LoginRequired,
+    /// `consent_required`: `prompt=none` and the consent page would be shown.
+    ConsentRequired,
+    /// `interaction_required`: `prompt=none` and some other page would be
+    /// needed.
+    InteractionRequired,
+    /// `request_not_supported`: a `request` object was sent.
+    RequestNotSupported,
+    /// `request_uri_not_supported`: a `request_uri` was sent.
+    RequestUriNotSupported,
 }
 
 impl OAuthError {
@@ -82,6 +94,11 @@ impl OAuthError {
             OAuthError::ServerError => "server_error",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::SlowDown { .. } => "slow_down",
+            OAuthError::LoginRequired => "login_required",
+            OAuthError::ConsentRequired => "consent_required",
+            OAuthError::InteractionRequired => "interaction_required",
+            OAuthError::RequestNotSupported => "request_not_supported",
+            OAuthError::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 
@@ -99,6 +116,11 @@ impl OAuthError {
             OAuthError::ServerError => Some("the server could not complete the request"),
             OAuthError::TemporarilyUnavailable => Some("the service is temporarily unavailable"),
             OAuthError::SlowDown { .. } => Some("too many failed requests; retry later"),
+            OAuthError::LoginRequired => Some("the user must sign in"),
+            OAuthError::ConsentRequired => Some("the user must approve the request"),
+            OAuthError::InteractionRequired => Some("the user must interact with the server"),
+            OAuthError::RequestNotSupported => Some("request objects are not supported"),
+            OAuthError::RequestUriNotSupported => Some("request_uri is not supported"),
         }
     }
 

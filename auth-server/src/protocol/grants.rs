@@ -26,6 +26,17 @@ pub struct NewCode {
     pub family_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    pub sign_in: SignIn,
+}
+
+/// What an ID token issued from a code or a family says of the sign-in
+/// behind it (OIDC Core section 2): the authorization request's `nonce`
+/// (codes only), the browser session's public id and its sign-in time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignIn {
+    pub nonce: Option<String>,
+    pub sid: Option<Uuid>,
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// A code that was just consumed.
@@ -40,6 +51,7 @@ pub struct StoredCode {
     pub code_challenge: String,
     pub family_id: Uuid,
     pub expires_at: DateTime<Utc>,
+    pub sign_in: SignIn,
 }
 
 /// What consuming a code found.
@@ -79,6 +91,9 @@ pub struct NewFamily {
     pub scope: ScopeSet,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The code's session and sign-in time (its nonce is not kept).
+    pub sid: Option<Uuid>,
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -90,8 +90,16 @@ pub fn valid_access_claims(
         .get("jti")
         .and_then(Value::as_str)
         .and_then(|j| Uuid::parse_str(j).ok())?;
+    // `grant_id` names the refresh family. Tokens signed before it existed
+    // carried the family in `sid` (now the browser session); they expire
+    // within one access-token lifetime of the upgrade.
+    let family_claim = if claims.contains_key("grant_id") {
+        "grant_id"
+    } else {
+        "sid"
+    };
     let family = claims
-        .get("sid")
+        .get(family_claim)
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok());
     Some((claims, jti, family))

@@ -11,6 +11,7 @@ mod error;
 pub mod grants;
 pub mod introspect;
 pub mod metadata;
+pub mod oidc;
 mod params;
 pub mod pkce;
 pub mod refresh;
@@ -19,6 +20,7 @@ pub mod scope;
 pub mod session;
 pub mod throttle;
 pub mod tokens;
+pub mod userinfo;
 
 pub use error::{OAuthError, StoreError};
 pub use params::Params;

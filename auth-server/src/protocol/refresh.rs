@@ -46,6 +46,9 @@ pub struct RefreshRecord {
     pub family_scope: ScopeSet,
     pub family_expires_at: DateTime<Utc>,
     pub family_revoked: bool,
+    /// The browser session and sign-in time of the grant, for the ID token.
+    pub family_sid: Option<Uuid>,
+    pub family_auth_time: Option<DateTime<Utc>>,
 }
 
 /// What to do with a presented refresh token.
@@ -308,7 +311,10 @@ fn successor(
     // The user's roles, and the client's registration (`client update`),
     // may have changed since the grant; neither is widened by a refresh.
     let still_registered = record.family_scope.intersection(&request.client.scopes);
-    let granted = match scope::grant(requested, &still_registered, Some(&record.user.roles)) {
+    // Without a `scope` parameter the refresh keeps the grant's scope,
+    // `openid` included.
+    let wanted = requested.unwrap_or(&still_registered);
+    let granted = match scope::grant(Some(wanted), &still_registered, Some(&record.user.roles)) {
         Ok(g) => g,
         Err(e) => return Ok(Err(e)),
     };
@@ -319,13 +325,30 @@ fn successor(
         Subject::User {
             user: &record.user,
             family: record.family_id,
+            sid: record.family_sid,
         },
         &granted,
         now,
     )?;
+    // OIDC Core section 12.2: the same `sub` and `auth_time`, no `nonce`.
+    let id_token = tokens::mint_id_token(
+        request.signer,
+        request.policy,
+        request.client,
+        &granted,
+        &access,
+        tokens::IdTokenContext {
+            subject: record.user.id,
+            sid: record.family_sid,
+            auth_time: record.family_auth_time,
+            nonce: None,
+        },
+        now,
+    )?;
     let expires = request.policy.refresh_expiry(now, record.family_expires_at);
     let (raw, row) = tokens::mint_refresh_token(record.family_id, &request.client.client_id, now, expires)?;
-    let response = TokenResponse::new(&access, Some(raw), &granted, now);
+    let mut response = TokenResponse::new(&access, Some(raw), &granted, now);
+    response.id_token = id_token;
     let sealed = serde_json::to_vec(&Sealed {
         response: response.clone(),
         access_expires_at: access.expires_at.timestamp(),
@@ -366,6 +389,8 @@ mod tests {
             family_scope: ScopeSet::all(),
             family_expires_at: t(5000),
             family_revoked: false,
+            family_sid: None,
+            family_auth_time: None,
         }
     }
 

@@ -4,17 +4,19 @@
 //! empty result is `invalid_scope`.
 
 use super::OAuthError;
-use crate::domain::{Roles, ScopeSet};
+use crate::domain::{Roles, Scope, ScopeSet};
 
 /// `requested` is the parsed `scope` parameter, `None` when absent (then the
-/// client's allowed scopes are the default, RFC 6749 section 3.3).
-/// `roles` is `None` for client-credentials tokens, which have no user.
+/// client's allowed scopes are the default, RFC 6749 section 3.3, except
+/// `openid`: an OpenID Connect request names it, OIDC Core section
+/// 3.1.2.1). `roles` is `None` when there is no user (yet).
 pub fn grant(
     requested: Option<&ScopeSet>,
     client_allowed: &ScopeSet,
     roles: Option<&Roles>,
 ) -> Result<ScopeSet, OAuthError> {
-    let wanted = requested.unwrap_or(client_allowed);
+    let default = client_allowed.without(Scope::OpenId);
+    let wanted = requested.unwrap_or(&default);
     let mut granted = wanted.intersection(client_allowed);
     if let Some(roles) = roles {
         granted = roles.permitted(&granted);

@@ -17,6 +17,10 @@ pub struct Session {
     pub user: User,
     pub id_hash: Vec<u8>,
     pub created_at: DateTime<Utc>,
+    /// The session's public id (`sid` in tokens); the cookie's id is secret.
+    pub sid: uuid::Uuid,
+    /// When the user last entered their password here (`auth_time`).
+    pub auth_time: DateTime<Utc>,
 }
 
 pub trait SessionStore {

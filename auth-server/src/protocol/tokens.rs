@@ -49,16 +49,53 @@ impl TokenPolicy {
     }
 }
 
-/// Signs access-token claims with the current key.
+/// What a signed JWT is, as its `typ` header says (RFC 8725 section 3.11):
+/// a token of one kind can never be taken for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtType {
+    /// RFC 9068: `at+jwt`.
+    Access,
+    /// OIDC Core: `JWT` (never `at+jwt`, so no resource server accepts it).
+    Id,
+    /// Back-Channel Logout 1.0 section 2.4: `logout+jwt`.
+    Logout,
+}
+
+impl JwtType {
+    pub fn header(self) -> &'static str {
+        match self {
+            JwtType::Access => "at+jwt",
+            JwtType::Id => "JWT",
+            JwtType::Logout => "logout+jwt",
+        }
+    }
+}
+
+/// Signs JWT claims with the current key.
 pub trait AccessTokenSigner {
-    fn sign(&self, claims: Map<String, Value>, now: DateTime<Utc>) -> Result<String, StoreError>;
+    fn sign_typed(
+        &self,
+        typ: JwtType,
+        claims: Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError>;
+
+    /// Signs an access token.
+    fn sign(&self, claims: Map<String, Value>, now: DateTime<Utc>) -> Result<String, StoreError> {
+        self.sign_typed(JwtType::Access, claims, now)
+    }
 }
 
 /// Who the token is about.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
-    /// A user, through a grant that belongs to `family`.
-    User { user: &'a User, family: Uuid },
+    /// A user, through a grant that belongs to `family`, signed in through
+    /// the browser session `sid`.
+    User {
+        user: &'a User,
+        family: Uuid,
+        sid: Option<Uuid>,
+    },
     /// The client itself (`client_credentials`): `sub` is the client id.
     Client,
 }
@@ -112,12 +149,16 @@ pub fn mint_access_token(
     claims.insert("jti".into(), json!(jti.to_string()));
     claims.insert("client_id".into(), json!(client.client_id));
     claims.insert("scope".into(), json!(scope.to_string()));
-    if let Subject::User { user, family } = subject {
+    if let Subject::User { user, family, sid } = subject {
         claims.insert("roles".into(), json!(user.roles.to_strings()));
         claims.insert("preferred_username".into(), json!(user.username));
         // The grant this token descends from; revoking the grant (refresh
         // reuse, code replay, logout) makes the token introspect inactive.
-        claims.insert("sid".into(), json!(family.to_string()));
+        claims.insert("grant_id".into(), json!(family.to_string()));
+        // The browser session, as in the ID token (docs/tokens.md).
+        if let Some(sid) = sid {
+            claims.insert("sid".into(), json!(sid.to_string()));
+        }
     }
     let token = signer.sign(claims, now)?;
     Ok(AccessToken {
@@ -154,6 +195,9 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+    /// OpenID Connect: with `openid` in the scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl fmt::Debug for TokenResponse {
@@ -165,6 +209,7 @@ impl fmt::Debug for TokenResponse {
                 "refresh_token",
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .finish_non_exhaustive()
     }
 }
@@ -182,6 +227,47 @@ impl TokenResponse {
             expires_in: (access.expires_at - now).num_seconds().max(0),
             refresh_token,
             scope: scope.to_string(),
+            id_token: None,
         }
     }
+}
+
+/// What the ID token of a user grant needs beyond the access token: the
+/// grant's session, its sign-in time and, at the code exchange only, the
+/// authorization request's `nonce`.
+#[derive(Debug, Clone, Copy)]
+pub struct IdTokenContext<'a> {
+    pub subject: Uuid,
+    pub sid: Option<Uuid>,
+    pub auth_time: Option<DateTime<Utc>>,
+    pub nonce: Option<&'a str>,
+}
+
+/// Signs the ID token that goes with `access` when the scope has `openid`
+/// (OIDC Core section 3.1.3.3); `None` otherwise. It lives as long as the
+/// access token.
+pub fn mint_id_token(
+    signer: &dyn AccessTokenSigner,
+    policy: &TokenPolicy,
+    client: &Client,
+    scope: &ScopeSet,
+    access: &AccessToken,
+    context: IdTokenContext<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    if !scope.contains(crate::domain::Scope::OpenId) {
+        return Ok(None);
+    }
+    let claims = super::oidc::id_token_claims(&super::oidc::IdTokenInput {
+        issuer: &policy.issuer,
+        client_id: &client.client_id,
+        subject: context.subject,
+        auth_time: context.auth_time,
+        nonce: context.nonce,
+        sid: context.sid,
+        access_token: &access.token,
+        lifetime: policy.access_ttl,
+        now,
+    });
+    signer.sign_typed(JwtType::Id, claims, now).map(Some)
 }

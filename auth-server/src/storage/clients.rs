@@ -24,6 +24,8 @@ struct ClientRow {
     audiences: Vec<String>,
     first_party: bool,
     allow_introspection: bool,
+    backchannel_logout_uri: Option<String>,
+    require_nonce: bool,
     previous_secret_hash: Option<Vec<u8>>,
     previous_secret_expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
@@ -60,6 +62,8 @@ impl ClientRow {
             audiences: self.audiences,
             first_party: self.first_party,
             allow_introspection: self.allow_introspection,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            require_nonce: self.require_nonce,
         })
     }
 }
@@ -78,6 +82,8 @@ struct NewClientRow<'a> {
     audiences: &'a [String],
     first_party: bool,
     allow_introspection: bool,
+    backchannel_logout_uri: Option<&'a str>,
+    require_nonce: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -96,6 +102,8 @@ pub fn insert(conn: &mut PgConnection, client: &Client, now: DateTime<Utc>) -> R
         audiences: &client.audiences,
         first_party: client.first_party,
         allow_introspection: client.allow_introspection,
+        backchannel_logout_uri: client.backchannel_logout_uri.as_deref(),
+        require_nonce: client.require_nonce,
         created_at: now,
         updated_at: now,
     };
@@ -170,6 +178,8 @@ pub fn update(conn: &mut PgConnection, client: &Client, now: DateTime<Utc>) -> R
             clients::audiences.eq(&client.audiences),
             clients::first_party.eq(client.first_party),
             clients::allow_introspection.eq(client.allow_introspection),
+            clients::backchannel_logout_uri.eq(client.backchannel_logout_uri.as_deref()),
+            clients::require_nonce.eq(client.require_nonce),
             clients::updated_at.eq(now),
         ))
         .execute(conn)?;

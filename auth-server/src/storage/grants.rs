@@ -13,7 +13,8 @@ use super::schema::{authorization_codes, refresh_tokens, token_families};
 use crate::domain::ScopeSet;
 use crate::protocol::StoreError;
 use crate::protocol::grants::{
-    CodeStore, Consumed, FamilyStore, NewCode, NewFamily, NewRefreshToken, RevocationReason, StoredCode,
+    CodeStore, Consumed, FamilyStore, NewCode, NewFamily, NewRefreshToken, RevocationReason, SignIn,
+    StoredCode,
 };
 
 #[derive(Insertable)]
@@ -30,6 +31,9 @@ struct CodeInsert<'a> {
     family_id: Uuid,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    nonce: Option<&'a str>,
+    sid: Option<Uuid>,
+    auth_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -44,6 +48,9 @@ struct CodeRow {
     code_challenge: String,
     family_id: Uuid,
     expires_at: DateTime<Utc>,
+    nonce: Option<String>,
+    sid: Option<Uuid>,
+    auth_time: Option<DateTime<Utc>>,
 }
 
 fn insert_code_row(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreError> {
@@ -60,6 +67,9 @@ fn insert_code_row(conn: &mut PgConnection, code: &NewCode) -> Result<(), StoreE
             family_id: code.family_id,
             created_at: code.created_at,
             expires_at: code.expires_at,
+            nonce: code.sign_in.nonce.as_deref(),
+            sid: code.sign_in.sid,
+            auth_time: code.sign_in.auth_time,
         })
         .execute(conn)?;
     Ok(())
@@ -75,6 +85,8 @@ struct FamilyInsert<'a> {
     scopes: Vec<String>,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    sid: Option<Uuid>,
+    auth_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Insertable)]
@@ -203,6 +215,11 @@ impl CodeStore for PgStore<'_> {
                 code_challenge: row.code_challenge,
                 family_id: row.family_id,
                 expires_at: row.expires_at,
+                sign_in: SignIn {
+                    nonce: row.nonce,
+                    sid: row.sid,
+                    auth_time: row.auth_time,
+                },
             })),
             Some(_) => Ok(Consumed::Expired),
             None => {
@@ -234,6 +251,8 @@ impl FamilyStore for PgStore<'_> {
                 scopes: family.scope.to_strings(),
                 created_at: family.created_at,
                 expires_at: family.expires_at,
+                sid: family.sid,
+                auth_time: family.auth_time,
             })
             .execute(conn)?;
         Ok(())
@@ -260,7 +279,7 @@ impl FamilyStore for PgStore<'_> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let conn = &mut *self.conn;
-        diesel::update(
+        let revoked = diesel::update(
             token_families::table
                 .filter(token_families::id.eq(family_id))
                 .filter(token_families::revoked_at.is_null()),
@@ -270,6 +289,15 @@ impl FamilyStore for PgStore<'_> {
             token_families::revoked_reason.eq(Some(reason.as_str())),
         ))
         .execute(conn)?;
+        // Stolen or replayed credentials end the client's sign-in too
+        // (Back-Channel Logout); a client revoking its own token knows.
+        let compromised = matches!(
+            reason,
+            RevocationReason::RefreshTokenReused | RevocationReason::CodeReplayed
+        );
+        if revoked > 0 && compromised {
+            super::backchannel::enqueue(conn, super::backchannel::Ended::Family(family_id), now)?;
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! in from async code: it checks out a connection on the blocking pool,
 //! inside the caller's tracing span.
 
+pub mod backchannel;
 pub mod cleanup;
 pub mod clients;
 pub mod grants;

@@ -45,11 +45,16 @@ struct RefreshRow {
     family_expires_at: DateTime<Utc>,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     family_revoked: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    family_sid: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    family_auth_time: Option<DateTime<Utc>>,
 }
 
 const REFRESH_RECORD_SQL: &str = "SELECT rt.family_id, rt.client_id, rt.expires_at, rt.used_at,
         rt.successor_sealed, rt.grace_until, rt.spent_request, u.id AS user_id, u.username, u.roles,
-        f.scopes, f.expires_at AS family_expires_at, (f.revoked_at IS NOT NULL) AS family_revoked
+        f.scopes, f.expires_at AS family_expires_at, (f.revoked_at IS NOT NULL) AS family_revoked,
+        f.sid AS family_sid, f.auth_time AS family_auth_time
    FROM refresh_tokens rt
    JOIN token_families f ON f.id = rt.family_id
    JOIN users u ON u.id = f.user_id
@@ -184,6 +189,8 @@ fn refresh_record(
             family_scope: ScopeSet::parse_known(&r.scopes).map_err(StoreError::Corrupt)?,
             family_expires_at: r.family_expires_at,
             family_revoked: r.family_revoked,
+            family_sid: r.family_sid,
+            family_auth_time: r.family_auth_time,
         })
     })
     .transpose()

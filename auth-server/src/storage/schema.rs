@@ -31,6 +31,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         previous_secret_hash -> Nullable<Bytea>,
         previous_secret_expires_at -> Nullable<Timestamptz>,
+        backchannel_logout_uri -> Nullable<Text>,
+        require_nonce -> Bool,
     }
 }
 
@@ -41,6 +43,8 @@ diesel::table! {
         created_at -> Timestamptz,
         last_seen_at -> Timestamptz,
         expires_at -> Timestamptz,
+        sid -> Uuid,
+        auth_time -> Timestamptz,
     }
 }
 
@@ -67,6 +71,9 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        nonce -> Nullable<Text>,
+        sid -> Nullable<Uuid>,
+        auth_time -> Nullable<Timestamptz>,
     }
 }
 
@@ -93,6 +100,8 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
+        sid -> Nullable<Uuid>,
+        auth_time -> Nullable<Timestamptz>,
     }
 }
 
@@ -123,7 +132,20 @@ diesel::joinable!(refresh_tokens -> token_families (family_id));
 diesel::joinable!(token_families -> users (user_id));
 diesel::joinable!(token_families -> clients (client_id));
 
+diesel::table! {
+    backchannel_logouts (id) {
+        id -> Uuid,
+        client_id -> Text,
+        subject -> Uuid,
+        sid -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        attempts -> Integer,
+        next_attempt_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    backchannel_logouts,
     users,
     clients,
     browser_sessions,

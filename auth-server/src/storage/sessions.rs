@@ -16,13 +16,24 @@ use crate::protocol::session::SessionStore;
 /// write on every page view.
 const TOUCH_AFTER_SECONDS: i64 = 60;
 
-/// created_at, last_seen_at, and the user's id, username and roles.
-type SessionRow = (DateTime<Utc>, DateTime<Utc>, Uuid, String, Vec<String>);
+/// created_at, last_seen_at, sid, auth_time, and the user's id, username
+/// and roles.
+type SessionRow = (
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Uuid,
+    DateTime<Utc>,
+    Uuid,
+    String,
+    Vec<String>,
+);
 
+/// Stores a session whose user signed in at `now`; `sid` is its public id.
 pub fn create(
     conn: &mut PgConnection,
     id_hash: &[u8],
     user_id: Uuid,
+    sid: Uuid,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -33,6 +44,8 @@ pub fn create(
             browser_sessions::created_at.eq(now),
             browser_sessions::last_seen_at.eq(now),
             browser_sessions::expires_at.eq(expires_at),
+            browser_sessions::sid.eq(sid),
+            browser_sessions::auth_time.eq(now),
         ))
         .execute(conn)?;
     Ok(())
@@ -53,13 +66,15 @@ pub fn find(
         .select((
             browser_sessions::created_at,
             browser_sessions::last_seen_at,
+            browser_sessions::sid,
+            browser_sessions::auth_time,
             users::id,
             users::username,
             users::roles,
         ))
         .first(conn)
         .optional()?;
-    let Some((created_at, last_seen_at, id, username, roles)) = row else {
+    let Some((created_at, last_seen_at, sid, auth_time, id, username, roles)) = row else {
         return Ok(None);
     };
     if now - last_seen_at > chrono::Duration::seconds(TOUCH_AFTER_SECONDS) {
@@ -75,6 +90,8 @@ pub fn find(
         },
         id_hash: id_hash.to_vec(),
         created_at,
+        sid,
+        auth_time,
     }))
 }
 
@@ -131,7 +148,7 @@ impl SessionStore for PgStore<'_> {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        create(self.conn, id_hash, user_id, now, expires_at)
+        create(self.conn, id_hash, user_id, Uuid::new_v4(), now, expires_at)
     }
     fn find_session(
         &mut self,
@@ -151,10 +168,15 @@ impl SessionStore for PgStore<'_> {
 /// for it (`grants::insert_code`); then its codes, which waits for
 /// exchanges holding one (`grants::expire_session_codes`); then its
 /// families, which now include theirs. Returns the families revoked.
+///
+/// Every client with a back-channel logout URI that signed in through the
+/// session is sent a Logout Token (`backchannel`), queued in the same
+/// transaction.
 pub fn end(conn: &mut PgConnection, id_hash: &[u8], now: DateTime<Utc>) -> Result<usize, StoreError> {
     conn.transaction(|conn| {
         delete(conn, id_hash)?;
         super::grants::expire_session_codes(conn, id_hash)?;
+        super::backchannel::enqueue(conn, super::backchannel::Ended::Session(id_hash), now)?;
         super::grants::revoke_session_families(conn, id_hash, now)
     })
 }
@@ -185,10 +207,23 @@ pub fn start(conn: &mut PgConnection, start: &Start) -> Result<bool, StoreError>
             return Ok(false);
         }
         super::throttle::clear(conn, &start.throttle_key)?;
+        // Signing in again in the same browser is the same session to the
+        // clients (OIDC `sid`), with a new `auth_time`; signing in as
+        // another user is not.
+        let inherited = match &start.replaces {
+            Some(old) => browser_sessions::table
+                .filter(browser_sessions::id_hash.eq(old))
+                .filter(browser_sessions::user_id.eq(start.user_id))
+                .select(browser_sessions::sid)
+                .first(conn)
+                .optional()?,
+            None => None,
+        };
         create(
             conn,
             &start.session_hash,
             start.user_id,
+            inherited.unwrap_or_else(Uuid::new_v4),
             start.now,
             start.expires_at,
         )?;

@@ -229,6 +229,8 @@ fn end_grants(
     let sessions = if reach == Reach::Families {
         0
     } else {
+        // The user's sessions end: their clients get Logout Tokens.
+        super::backchannel::enqueue(conn, super::backchannel::Ended::User(user_id), now)?;
         diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(user_id))).execute(conn)?
     };
     let codes = if reach == Reach::Families {
@@ -354,7 +356,11 @@ pub struct Deleted {
 /// refresh tokens, whose access tokens then introspect as inactive),
 /// remembered consents and sign-in throttle. `None` when there is no such
 /// user.
-pub fn delete(conn: &mut PgConnection, username: &str) -> Result<Option<Deleted>, StoreError> {
+pub fn delete(
+    conn: &mut PgConnection,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Deleted>, StoreError> {
     conn.transaction(|conn| {
         let Some(user) = lock(conn, username)? else {
             return Ok(None);
@@ -363,6 +369,7 @@ pub fn delete(conn: &mut PgConnection, username: &str) -> Result<Option<Deleted>
         // In logout's order (see `end_grants`); deleting the user row at the
         // end waits for anything still being stored for them, and its
         // foreign keys take that with it.
+        super::backchannel::enqueue(conn, super::backchannel::Ended::User(id), now)?;
         let sessions =
             diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(id))).execute(conn)?;
         diesel::delete(authorization_codes::table.filter(authorization_codes::user_id.eq(id)))

@@ -161,13 +161,6 @@ fn metadata_lists_the_endpoints_and_capabilities_of_the_interface() {
 }
 
 #[test]
-fn openid_configuration_is_not_served_before_openid_connect_exists() {
-    let app = spawn_app();
-    let reply = app.http().get("/.well-known/openid-configuration");
-    assert_eq!(reply.status, 404, "{}", reply.body);
-}
-
-#[test]
 fn jwks_publishes_public_keys_only_with_kid_alg_and_use_and_is_cacheable() {
     let app = spawn_app();
     let path = jwks_path(&app.base);

@@ -32,6 +32,9 @@ mod breached;
 mod hardening;
 mod limits;
 
+// OpenID Connect (issue 14).
+mod oidc;
+
 // Operator commands (issue 12).
 mod key_operations;
 mod operator;

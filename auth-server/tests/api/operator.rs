@@ -457,6 +457,8 @@ fn client_update_changes_the_registration_with_the_checks_of_create() {
         (
             vec![
                 "--remove-scope",
+                "openid",
+                "--remove-scope",
                 "profile",
                 "--remove-scope",
                 "notes:read",
@@ -499,7 +501,7 @@ fn client_update_changes_the_registration_with_the_checks_of_create() {
         out["redirect_uris"],
         serde_json::json!(["http://127.0.0.1:5173/callback", "http://127.0.0.1:5173/other"])
     );
-    assert_eq!(out["scope"], "profile notes:read");
+    assert_eq!(out["scope"], "openid profile notes:read");
     assert_eq!(out["first_party"], false);
     assert_eq!(ok(&app, &["client", "show", &spa.client_id], ""), out);
 }

@@ -21,7 +21,7 @@ use super::{PkceKey, engine_scope, error_redirect, with_issuer};
 use crate::crypto;
 use crate::domain::{RedirectUri, ScopeSet};
 use crate::model::{Client, User};
-use crate::protocol::grants::{CODE_TTL_SECONDS, CodeStore, NewCode};
+use crate::protocol::grants::{CODE_TTL_SECONDS, CodeStore, NewCode, SignIn};
 use crate::protocol::pkce::{ChallengeError, CodeChallenge};
 use crate::protocol::{OAuthError, Params, StoreError, scope};
 
@@ -36,6 +36,9 @@ pub struct AuthorizationRequest<'a> {
     /// The logged-in user, if any.
     pub user: Option<&'a User>,
     pub session_hash: Option<&'a [u8]>,
+    /// The nonce, session id and sign-in time an ID token from the code
+    /// will carry.
+    pub sign_in: &'a SignIn,
     pub issuer: &'a str,
     pub now: DateTime<Utc>,
 }
@@ -91,6 +94,7 @@ struct AuthorizationEndpoint<'a> {
     redirect_uri_given: bool,
     user: Option<&'a User>,
     session_hash: Option<&'a [u8]>,
+    sign_in: &'a SignIn,
     now: DateTime<Utc>,
     codes: &'a mut dyn CodeStore,
     /// Why `negotiate` refused, if it did.
@@ -189,6 +193,7 @@ impl Authorizer for AuthorizationEndpoint<'_> {
             family_id: Uuid::new_v4(),
             created_at: self.now,
             expires_at: self.now + chrono::Duration::seconds(CODE_TTL_SECONDS),
+            sign_in: self.sign_in.clone(),
         };
         match self.codes.insert_code(&new) {
             Ok(()) => Ok(code),
@@ -277,6 +282,7 @@ pub fn authorize(
         redirect_uri_given: request.redirect_uri_given,
         user: request.user,
         session_hash: request.session_hash,
+        sign_in: request.sign_in,
         now: request.now,
         codes,
         scope_refusal: RefCell::new(None),

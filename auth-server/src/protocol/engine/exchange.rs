@@ -116,6 +116,8 @@ impl ExchangeEndpoint<'_> {
             scope: scope.clone(),
             created_at: request.now,
             expires_at: request.policy.family_expiry(request.now),
+            sid: code.sign_in.sid,
+            auth_time: code.sign_in.auth_time,
         };
         let result = (|| -> Result<TokenResponse, StoreError> {
             let access = tokens::mint_access_token(
@@ -125,8 +127,25 @@ impl ExchangeEndpoint<'_> {
                 Subject::User {
                     user: &user,
                     family: family.id,
+                    sid: family.sid,
                 },
                 &scope,
+                request.now,
+            )?;
+            // The nonce comes only from the stored code: nothing in the
+            // token request can change what the ID token echoes.
+            let id_token = tokens::mint_id_token(
+                request.signer,
+                request.policy,
+                request.client,
+                &scope,
+                &access,
+                tokens::IdTokenContext {
+                    subject: user.id,
+                    sid: code.sign_in.sid,
+                    auth_time: code.sign_in.auth_time,
+                    nonce: code.sign_in.nonce.as_deref(),
+                },
                 request.now,
             )?;
             self.stores.create_family(&family)?;
@@ -142,7 +161,9 @@ impl ExchangeEndpoint<'_> {
             } else {
                 None
             };
-            Ok(TokenResponse::new(&access, refresh, &scope, request.now))
+            let mut response = TokenResponse::new(&access, refresh, &scope, request.now);
+            response.id_token = id_token;
+            Ok(response)
         })();
         match result {
             Ok(response) => {

@@ -1,0 +1,13 @@
+DROP TABLE backchannel_logouts;
+ALTER TABLE clients DROP COLUMN require_nonce;
+ALTER TABLE clients DROP COLUMN backchannel_logout_uri;
+DROP INDEX token_families_user_id_idx;
+DROP INDEX token_families_sid_idx;
+ALTER TABLE token_families DROP COLUMN auth_time;
+ALTER TABLE token_families DROP COLUMN sid;
+ALTER TABLE authorization_codes DROP COLUMN auth_time;
+ALTER TABLE authorization_codes DROP COLUMN sid;
+ALTER TABLE authorization_codes DROP COLUMN nonce;
+DROP INDEX browser_sessions_sid_idx;
+ALTER TABLE browser_sessions DROP COLUMN auth_time;
+ALTER TABLE browser_sessions DROP COLUMN sid;
