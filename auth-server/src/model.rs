@@ -38,6 +38,8 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     /// Authorization requests with `openid` must carry a `nonce`.
     pub require_nonce: bool,
+    /// May read the revocation feed (confidential clients only).
+    pub allow_events: bool,
 }
 
 /// A replaced client secret during its overlap.

@@ -22,6 +22,7 @@ pub struct ClientRegistration {
     pub allow_introspection: bool,
     pub backchannel_logout_uri: Option<String>,
     pub require_nonce: bool,
+    pub allow_events: bool,
 }
 
 /// A client ready to store, and its secret if it has one.
@@ -89,6 +90,7 @@ impl ClientRegistration {
             allow_introspection: client.allow_introspection,
             backchannel_logout_uri: client.backchannel_logout_uri.clone(),
             require_nonce: client.require_nonce,
+            allow_events: client.allow_events,
         }
     }
 
@@ -168,6 +170,9 @@ impl ClientRegistration {
         if self.allow_introspection && kind == ClientKind::Public {
             return Err(invalid("--allow-introspection needs a confidential client"));
         }
+        if self.allow_events && kind == ClientKind::Public {
+            return Err(invalid("--allow-events needs a confidential client"));
+        }
 
         let scopes = if self.scopes.is_empty() {
             [Scope::OpenId, Scope::Profile, Scope::NotesRead, Scope::NotesWrite]
@@ -217,6 +222,7 @@ impl ClientRegistration {
             allow_introspection: self.allow_introspection,
             backchannel_logout_uri,
             require_nonce: self.require_nonce,
+            allow_events: self.allow_events,
         })
     }
 }

@@ -49,6 +49,9 @@ pub struct AppState {
     /// Wakes the back-channel logout delivery when this instance queued
     /// Logout Tokens (other instances' are found by polling).
     pub backchannel_wakeup: tokio::sync::Notify,
+    /// Wakes the revocation feed's long polls when this instance recorded
+    /// an event (others' are found by polling the table).
+    pub events_wakeup: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -90,6 +93,7 @@ impl AppState {
             policy,
             verified: VerifiedTokens::new(VERIFIED_CAPACITY),
             backchannel_wakeup: tokio::sync::Notify::new(),
+            events_wakeup: tokio::sync::Notify::new(),
         })
     }
 }

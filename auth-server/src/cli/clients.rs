@@ -68,6 +68,9 @@ pub struct Update {
     /// Refuse (true) or allow (false) OpenID Connect requests without a nonce.
     #[arg(long, value_name = "true|false")]
     pub require_nonce: Option<bool>,
+    /// May (true) or may not (false) read the revocation feed.
+    #[arg(long, value_name = "true|false")]
+    pub allow_events: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +120,7 @@ fn client_json(record: &ClientRecord, now: chrono::DateTime<chrono::Utc>) -> Val
         "allow_introspection": client.allow_introspection,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "require_nonce": client.require_nonce,
+        "allow_events": client.allow_events,
         "previous_secret_valid_until": time(overlap),
         "created_at": record.created_at.to_rfc3339(),
         "updated_at": record.updated_at.to_rfc3339(),
@@ -211,7 +215,7 @@ pub fn run(settings: &Settings, command: ClientCommand) -> Result<(), CliError> 
         ClientCommand::Delete(args) => {
             confirmed(args.yes, "deleting a client")?;
             let mut conn = startup::open_connection(settings)?;
-            let deleted = storage::clients::delete(&mut conn, &args.client_id)?
+            let deleted = storage::clients::delete(&mut conn, &args.client_id, Clock::system().now())?
                 .ok_or_else(|| no_such_client(&args.client_id))?;
             audit::record(
                 Event::ClientDeleted,
@@ -276,6 +280,9 @@ fn update(settings: &Settings, args: Update, now: chrono::DateTime<chrono::Utc>)
     }
     if let Some(require) = args.require_nonce {
         wanted.require_nonce = require;
+    }
+    if let Some(allow) = args.allow_events {
+        wanted.allow_events = allow;
     }
     let client = wanted.recheck(&record.client)?;
     if !storage::clients::update(&mut conn, &client, now)? {

@@ -133,6 +133,9 @@ pub struct ClientCreate {
     /// Refuse OpenID Connect requests without a `nonce`.
     #[arg(long)]
     pub require_nonce: bool,
+    /// May read the revocation feed (resource servers).
+    #[arg(long)]
+    pub allow_events: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +246,7 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
         allow_introspection: args.allow_introspection,
         backchannel_logout_uri: args.backchannel_logout_uri,
         require_nonce: args.require_nonce,
+        allow_events: args.allow_events,
     }
     .check(&settings.default_audience)?;
     let mut conn = startup::open_connection(settings)?;
@@ -265,6 +269,7 @@ pub fn create_client(settings: &Settings, args: ClientCreate) -> Result<(), CliE
         "allow_introspection": client.allow_introspection,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "require_nonce": client.require_nonce,
+        "allow_events": client.allow_events,
     });
     if let Some(secret) = &new.secret {
         out["client_secret"] = json!(secret);

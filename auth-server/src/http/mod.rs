@@ -7,6 +7,7 @@ pub mod cookies;
 pub mod cors;
 pub mod discovery;
 pub mod error;
+mod events;
 mod home;
 mod introspect;
 pub mod limits;
@@ -65,6 +66,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/.well-known/openid-configuration")
                 .wrap(from_fn(cors::cors))
                 .route(web::get().to(discovery::metadata)),
+        )
+        .service(
+            web::resource("/events")
+                .route(web::post().to(events::events))
+                .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/userinfo")

@@ -104,6 +104,7 @@ async fn grant(
                     state.metrics.event("refresh_reuse_detected");
                     // The family's client is sent a Logout Token.
                     state.backchannel_wakeup.notify_one();
+                    state.events_wakeup.notify_waiters();
                     tracing::warn!(family = %family_id, "refresh token reused; its family is revoked");
                     audit::record(
                         Event::RefreshReuseDetected,

@@ -205,8 +205,10 @@ pub async fn sign_out(
         Ok((revoked, request.destination))
     })
     .await?;
-    // Logout Tokens were queued with the session's end; deliver them now.
+    // Logout Tokens were queued with the session's end, and the revocation
+    // feed has a new event: deliver them now.
     state.backchannel_wakeup.notify_one();
+    state.events_wakeup.notify_waiters();
     tracing::info!(revoked_families = revoked, "logged out");
     if ended {
         audit::record(

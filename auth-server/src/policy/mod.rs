@@ -7,6 +7,7 @@
 
 pub mod authorize;
 pub mod backchannel;
+pub mod events;
 pub mod login;
 pub mod logout;
 pub mod session;

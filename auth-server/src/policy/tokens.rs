@@ -144,4 +144,9 @@ pub async fn revoke(
         )
     })
     .await
+    .inspect(|revoked| {
+        if *revoked != Revoked::Nothing {
+            state.events_wakeup.notify_waiters();
+        }
+    })
 }

@@ -22,6 +22,8 @@ pub fn metadata_document(issuer: &str) -> Value {
         "introspection_endpoint": url("/introspect"),
         "revocation_endpoint": url("/revoke"),
         "end_session_endpoint": url("/logout"),
+        // The revocation feed (RFC 8417 SETs, RFC 8936-shaped polling).
+        "revocation_feed_endpoint": url("/events"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

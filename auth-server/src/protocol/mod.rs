@@ -8,6 +8,7 @@ pub mod client_credentials;
 pub mod code;
 pub mod engine;
 mod error;
+pub mod events;
 pub mod grants;
 pub mod introspect;
 pub mod metadata;

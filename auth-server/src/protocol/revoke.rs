@@ -18,7 +18,12 @@ use crate::model::Client;
 pub trait RevocationStore: FamilyStore {
     /// The family and client of a refresh token.
     fn refresh_token_owner(&mut self, token_hash: &[u8]) -> Result<Option<(Uuid, String)>, StoreError>;
-    fn revoke_access_token(&mut self, jti: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    fn revoke_access_token(
+        &mut self,
+        jti: Uuid,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// What was revoked, for the log.
@@ -49,7 +54,7 @@ pub fn revoke(
             return Ok(Revoked::Nothing);
         }
         // Kept while introspection's leeway could still call it active.
-        store.revoke_access_token(jti, active_until(&claims).unwrap_or(now))?;
+        store.revoke_access_token(jti, active_until(&claims).unwrap_or(now), now)?;
         Ok(Revoked::AccessToken)
     };
     let try_refresh = |store: &mut dyn RevocationStore| -> Result<Revoked, StoreError> {

@@ -59,6 +59,8 @@ pub enum JwtType {
     Id,
     /// Back-Channel Logout 1.0 section 2.4: `logout+jwt`.
     Logout,
+    /// RFC 8417 section 2.3: `secevent+jwt` (the revocation feed).
+    SecurityEvent,
 }
 
 impl JwtType {
@@ -67,6 +69,7 @@ impl JwtType {
             JwtType::Access => "at+jwt",
             JwtType::Id => "JWT",
             JwtType::Logout => "logout+jwt",
+            JwtType::SecurityEvent => "secevent+jwt",
         }
     }
 }

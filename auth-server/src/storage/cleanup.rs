@@ -34,10 +34,12 @@ pub enum Sweep {
     LoginThrottle,
     /// Failure-limit keys that have gone idle (their GCRA time has passed).
     RateLimits,
+    /// Revocation-feed events past their retention.
+    RevocationEvents,
 }
 
 impl Sweep {
-    pub const ALL: [Sweep; 8] = [
+    pub const ALL: [Sweep; 9] = [
         Sweep::Codes,
         Sweep::Sessions,
         Sweep::GracePairs,
@@ -46,6 +48,7 @@ impl Sweep {
         Sweep::RevokedAccessTokens,
         Sweep::LoginThrottle,
         Sweep::RateLimits,
+        Sweep::RevocationEvents,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Sweep {
             Sweep::RevokedAccessTokens => "revoked_access_tokens",
             Sweep::LoginThrottle => "login_throttle",
             Sweep::RateLimits => "rate_limits",
+            Sweep::RevocationEvents => "revocation_events",
         }
     }
 
@@ -117,6 +121,14 @@ impl Sweep {
                    SELECT key FROM rate_limits WHERE tat < $1
                    LIMIT $2 FOR UPDATE SKIP LOCKED)"
             }
+            // Past the access-token lifetime and the leeway no token an
+            // event could refuse is valid (`protocol::events::retention`).
+            Sweep::RevocationEvents => {
+                "DELETE FROM revocation_events WHERE seq IN (
+                   SELECT seq FROM revocation_events
+                   WHERE revoked_at < $1 - make_interval(secs => $4)
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            }
         }
     }
 }
@@ -155,6 +167,12 @@ pub fn sweep_batch(
         Sweep::Families => query
             .bind::<BigInt, _>(0i64)
             .bind::<BigInt, _>(seconds(lifetimes.access_token) + 60)
+            .execute(conn)?,
+        Sweep::RevocationEvents => query
+            .bind::<BigInt, _>(0i64)
+            .bind::<BigInt, _>(seconds(crate::protocol::events::retention(
+                lifetimes.access_token,
+            )))
             .execute(conn)?,
         _ => query.execute(conn)?,
     };

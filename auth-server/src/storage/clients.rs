@@ -26,6 +26,7 @@ struct ClientRow {
     allow_introspection: bool,
     backchannel_logout_uri: Option<String>,
     require_nonce: bool,
+    allow_events: bool,
     previous_secret_hash: Option<Vec<u8>>,
     previous_secret_expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
@@ -64,6 +65,7 @@ impl ClientRow {
             allow_introspection: self.allow_introspection,
             backchannel_logout_uri: self.backchannel_logout_uri,
             require_nonce: self.require_nonce,
+            allow_events: self.allow_events,
         })
     }
 }
@@ -84,6 +86,7 @@ struct NewClientRow<'a> {
     allow_introspection: bool,
     backchannel_logout_uri: Option<&'a str>,
     require_nonce: bool,
+    allow_events: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -104,6 +107,7 @@ pub fn insert(conn: &mut PgConnection, client: &Client, now: DateTime<Utc>) -> R
         allow_introspection: client.allow_introspection,
         backchannel_logout_uri: client.backchannel_logout_uri.as_deref(),
         require_nonce: client.require_nonce,
+        allow_events: client.allow_events,
         created_at: now,
         updated_at: now,
     };
@@ -180,6 +184,7 @@ pub fn update(conn: &mut PgConnection, client: &Client, now: DateTime<Utc>) -> R
             clients::allow_introspection.eq(client.allow_introspection),
             clients::backchannel_logout_uri.eq(client.backchannel_logout_uri.as_deref()),
             clients::require_nonce.eq(client.require_nonce),
+            clients::allow_events.eq(client.allow_events),
             clients::updated_at.eq(now),
         ))
         .execute(conn)?;
@@ -196,21 +201,28 @@ pub fn rotate_secret(
     overlap_until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    // One statement: the old hash moves aside as the new one comes in, so
-    // two rotations at once cannot lose a secret that was printed.
-    let changed = diesel::update(
-        clients::table
-            .find(client_id)
-            .filter(clients::client_type.eq(ClientKind::Confidential.as_str())),
-    )
-    .set((
-        clients::previous_secret_hash.eq(clients::secret_hash),
-        clients::previous_secret_expires_at.eq(Some(overlap_until)),
-        clients::secret_hash.eq(Some(new_hash)),
-        clients::updated_at.eq(now),
-    ))
-    .execute(conn)?;
-    Ok(changed == 1)
+    conn.transaction(|conn| {
+        // One statement: the old hash moves aside as the new one comes in, so
+        // two rotations at once cannot lose a secret that was printed.
+        let changed = diesel::update(
+            clients::table
+                .find(client_id)
+                .filter(clients::client_type.eq(ClientKind::Confidential.as_str())),
+        )
+        .set((
+            clients::previous_secret_hash.eq(clients::secret_hash),
+            clients::previous_secret_expires_at.eq(Some(overlap_until)),
+            clients::secret_hash.eq(Some(new_hash)),
+            clients::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        // No overlap: the old secret is treated as compromised, and the access
+        // tokens the client holds are refused by offline validators too.
+        if changed == 1 && overlap_until <= now {
+            super::events::record(conn, crate::protocol::events::Kind::Client, client_id, now)?;
+        }
+        Ok(changed == 1)
+    })
 }
 
 /// Ends a rotation's overlap: only the current secret works from now on.
@@ -237,7 +249,12 @@ pub fn retire_secret(
                 clients::updated_at.eq(now),
             ))
             .execute(conn)?;
-        Ok(until > now)
+        let ended_early = until > now;
+        if ended_early {
+            // Ending an overlap early is the leaked-secret runbook.
+            super::events::record(conn, crate::protocol::events::Kind::Client, client_id, now)?;
+        }
+        Ok(ended_early)
     })
 }
 
@@ -253,7 +270,11 @@ pub struct DeletedClient {
 /// tokens and the access tokens issued from them) and remembered consents.
 /// Its client-credentials tokens introspect as inactive from then on (see
 /// `access_token_revoked`). `None` when there is no such client.
-pub fn delete(conn: &mut PgConnection, client_id: &str) -> Result<Option<DeletedClient>, StoreError> {
+pub fn delete(
+    conn: &mut PgConnection,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DeletedClient>, StoreError> {
     use super::schema::{authorization_codes, consents, token_families};
     conn.transaction(|conn| {
         // Counted for the operator; the foreign keys cascade anyway. Codes
@@ -272,6 +293,7 @@ pub fn delete(conn: &mut PgConnection, client_id: &str) -> Result<Option<Deleted
         if diesel::delete(clients::table.find(client_id)).execute(conn)? == 0 {
             return Ok(None);
         }
+        super::events::record(conn, crate::protocol::events::Kind::Client, client_id, now)?;
         Ok(Some(DeletedClient {
             families,
             codes,

@@ -298,6 +298,14 @@ impl FamilyStore for PgStore<'_> {
         if revoked > 0 && compromised {
             super::backchannel::enqueue(conn, super::backchannel::Ended::Family(family_id), now)?;
         }
+        if revoked > 0 {
+            super::events::record(
+                conn,
+                crate::protocol::events::Kind::Grant,
+                &family_id.to_string(),
+                now,
+            )?;
+        }
         Ok(())
     }
 }

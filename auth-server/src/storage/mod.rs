@@ -8,6 +8,7 @@
 pub mod backchannel;
 pub mod cleanup;
 pub mod clients;
+pub mod events;
 pub mod grants;
 pub mod keys;
 pub mod rate_limits;

@@ -385,15 +385,23 @@ impl RevocationStore for PgStore<'_> {
             .optional()?)
     }
 
-    fn revoke_access_token(&mut self, jti: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+    fn revoke_access_token(
+        &mut self,
+        jti: Uuid,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let conn = &mut *self.conn;
-        diesel::insert_into(revoked_access_tokens::table)
+        let revoked = diesel::insert_into(revoked_access_tokens::table)
             .values((
                 revoked_access_tokens::jti.eq(jti),
                 revoked_access_tokens::expires_at.eq(expires_at),
             ))
             .on_conflict_do_nothing()
             .execute(conn)?;
+        if revoked > 0 {
+            super::events::record(conn, crate::protocol::events::Kind::Token, &jti.to_string(), now)?;
+        }
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ diesel::table! {
         previous_secret_expires_at -> Nullable<Timestamptz>,
         backchannel_logout_uri -> Nullable<Text>,
         require_nonce -> Bool,
+        allow_events -> Bool,
     }
 }
 
@@ -144,7 +145,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revocation_events (seq) {
+        seq -> BigInt,
+        jti -> Uuid,
+        kind -> Text,
+        subject -> Text,
+        revoked_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    revocation_events,
     backchannel_logouts,
     users,
     clients,

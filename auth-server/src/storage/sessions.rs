@@ -172,12 +172,21 @@ impl SessionStore for PgStore<'_> {
 /// Every client with a back-channel logout URI that signed in through the
 /// session is sent a Logout Token (`backchannel`), queued in the same
 /// transaction.
+///
+/// The revocation feed gets the session's end last (`events`), so offline
+/// validators refuse the access tokens issued through it.
 pub fn end(conn: &mut PgConnection, id_hash: &[u8], now: DateTime<Utc>) -> Result<usize, StoreError> {
     conn.transaction(|conn| {
-        delete(conn, id_hash)?;
+        let sid: Option<Uuid> =
+            diesel::delete(browser_sessions::table.filter(browser_sessions::id_hash.eq(id_hash)))
+                .returning(browser_sessions::sid)
+                .get_result(conn)
+                .optional()?;
         super::grants::expire_session_codes(conn, id_hash)?;
         super::backchannel::enqueue(conn, super::backchannel::Ended::Session(id_hash), now)?;
-        super::grants::revoke_session_families(conn, id_hash, now)
+        let revoked = super::grants::revoke_session_families(conn, id_hash, now)?;
+        super::events::record_session_end(conn, id_hash, sid, now)?;
+        Ok(revoked)
     })
 }
 

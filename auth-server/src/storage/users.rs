@@ -248,6 +248,13 @@ fn end_grants(
         token_families::revoked_reason.eq(Some(reason.as_str())),
     ))
     .execute(conn)?;
+    // Offline validators refuse the user's access tokens issued until now.
+    super::events::record(
+        conn,
+        crate::protocol::events::Kind::User,
+        &user_id.to_string(),
+        now,
+    )?;
     Ok(Ended {
         codes,
         families,
@@ -379,6 +386,7 @@ pub fn delete(
         let consents = diesel::delete(consents::table.filter(consents::user_id.eq(id))).execute(conn)?;
         super::throttle::clear(conn, &account_key(&user.username))?;
         diesel::delete(users::table.find(id)).execute(conn)?;
+        super::events::record(conn, crate::protocol::events::Kind::User, &id.to_string(), now)?;
         Ok(Some(Deleted {
             id,
             sessions,

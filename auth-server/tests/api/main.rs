@@ -35,6 +35,9 @@ mod limits;
 // OpenID Connect (issue 14).
 mod oidc;
 
+// Revocation feed (issue 15).
+mod events;
+
 // Operator commands (issue 12).
 mod key_operations;
 mod operator;
