@@ -182,6 +182,14 @@ else
   cargo build --quiet --bin auth-server --bin resource-server --bin spa-server
 fi
 
+# The SPA's browser dependencies (jose, pinned in examples/spa/package-lock.json),
+# which spa-server serves from examples/spa/node_modules.
+if [[ ! -d examples/spa/node_modules ]]; then
+  command -v npm >/dev/null || die "npm is needed for the demo SPA's dependencies: install Node.js 20 or newer"
+  say "installing the SPA's npm dependencies (npm ci in examples/spa)"
+  (cd examples/spa && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if ((${#own[@]})); then
   say "resetting the demo databases"
   psql_args=(-X -q -h "$PG_HOST" -p "$PG_PORT" -d postgres)
@@ -234,7 +242,7 @@ demo_user admin "$ADMIN_PASSWORD" user admin
 CLIENT_JSON=$($BIN/auth-server client create --name "Notes demo" --public --first-party \
   --redirect-uri "http://127.0.0.1:$SPA_PORT/callback" \
   --post-logout-redirect-uri "http://127.0.0.1:$SPA_PORT/" \
-  --scope profile --scope notes:read --scope notes:write --scope admin)
+  --scope openid --scope profile --scope notes:read --scope notes:write --scope admin)
 CLIENT_ID=$(printf '%s' "$CLIENT_JSON" | sed -E 's/.*"client_id":"([^"]+)".*/\1/')
 
 # --- serving ----------------------------------------------------------------

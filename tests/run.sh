@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, integration and end-to-end tests against
-# the local Postgres, then the real-browser tests of the demo SPA.
+# the local Postgres, then the real-browser tests of the demo SPA, then the
+# OpenID Connect flow driven by openid-client.
 # Usage: bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,6 @@ cargo test --workspace --locked
 
 echo "==> browser tests" >&2
 bash tests/browser/run.sh
+
+echo "==> OpenID Connect client tests (openid-client)" >&2
+bash tests/oidc-client/run.sh

@@ -19,7 +19,7 @@ async function reachConsent(page, user) {
   await page.getByRole('heading', { name: 'Allow access?' }).waitFor();
   assert.equal(await page.locator('.client-name').textContent(), 'Partner Notes');
   const scopes = await page.locator('ul.scopes li strong').allTextContents();
-  assert.deepEqual(scopes.sort(), ['notes:read', 'notes:write', 'profile']);
+  assert.deepEqual(scopes.sort(), ['notes:read', 'notes:write', 'openid', 'profile']);
   assert.equal(await page.locator('form[method="post"] input[name="csrf_token"]').getAttribute('type'), 'hidden');
   assert.equal(await page.locator('button[name="decision"][value="approve"]').count(), 1);
   assert.equal(await page.locator('button[name="decision"][value="deny"]').count(), 1);

@@ -1,10 +1,12 @@
-// Scenario 5: logging out revokes the refresh token, ends the auth-server
-// session and returns to the app, which shows the Log in button.
+// Scenario 5: logging out (through the end_session_endpoint) revokes the
+// refresh token, ends the auth-server session and returns to the app, which
+// shows the Log in button. The OpenID Connect details of that logout
+// (id_token_hint, state) are in oidc.test.mjs.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { logIn, screenshot, useHarness } from './lib/browser.mjs';
+import { logIn, screenshot, useHarness, waitForText } from './lib/browser.mjs';
 
 const h = useHarness('logout');
 
@@ -18,16 +20,17 @@ async function refreshFromNode(refreshToken) {
   return { status: response.status, body: await response.json().catch(() => null) };
 }
 
-/** Clicks "Log out", confirms on the auth server and waits for the app. */
+/** Clicks "Log out", confirms at the end_session_endpoint and waits for the app. */
 async function logOut(page) {
-  const { issuer, spa } = h.stack;
+  const { metadata, spa } = h.stack;
   await page.getByRole('button', { name: 'Log out' }).click();
-  await page.waitForURL((url) => url.href.startsWith(`${issuer}/logout?`));
+  await page.waitForURL((url) => url.href.startsWith(`${metadata.end_session_endpoint}?`));
   await page.getByRole('heading', { name: 'Sign out?' }).waitFor();
   await page.getByText('You are signed in as').waitFor();
   await screenshot(page, 'logout');
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.waitForURL(`${spa.url}/`);
+  await waitForText(page, '#status', 'You are signed out.');
+  assert.equal(page.url(), `${spa.url}/`);
   await page.getByRole('button', { name: 'Log in' }).waitFor({ state: 'visible' });
 }
 

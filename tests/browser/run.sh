@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the real-browser end-to-end tests: installs what they need (Debian's
-# Chromium, the npm packages from the lockfile), audits the lockfile, builds
-# the three binaries and runs `npm test`. Quiet on success; on failure it
-# prints the output of the step that failed.
+# Chromium, the npm packages from the lockfiles here and in examples/spa),
+# audits both lockfiles, builds the three binaries and runs `npm test`.
+# Quiet on success; on failure it prints the output of the step that failed.
 #
 # Needs node (>= 20), cargo and a reachable PostgreSQL (TEST_DATABASE_URL,
 # default postgres://127.0.0.1). Artifacts (screenshots, console and server
@@ -53,18 +53,37 @@ cd "$here"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 quietly "npm ci" npm ci --no-audit --no-fund --loglevel=error
 
+# The demo SPA's browser dependencies (jose), which spa-server serves from
+# examples/spa/node_modules: installed when missing or not the pinned ones.
+spa="$root/examples/spa"
+spa_deps_current() {
+  (cd "$spa" && node -e '
+    const want = require("./package-lock.json").packages;
+    for (const [dir, { version }] of Object.entries(want)) {
+      if (dir && require(`./${dir}/package.json`).version !== version) process.exit(1);
+    }' 2>/dev/null)
+}
+if [ ! -d "$spa/node_modules" ] || ! spa_deps_current; then
+  (cd "$spa" && quietly "npm ci in examples/spa" npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # Fails on high or critical advisories. If the advisory service itself
 # cannot be reached (some registry mirrors do not offer it), that is a
 # warning, or a failure with BROWSER_TESTS_STRICT_AUDIT=1.
-if ! npm audit --omit=dev --audit-level=high --json >"$log" 2>/dev/null; then
-  if node -e 'process.exit(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).metadata?.vulnerabilities ? 0 : 1)' "$log" 2>/dev/null; then
-    npm audit --omit=dev --audit-level=high >&2 || true
-    die "npm audit found high or critical vulnerabilities in tests/browser/package-lock.json"
+audit() { # directory holding a package-lock.json
+  if ! (cd "$1" && npm audit --omit=dev --audit-level=high --json) >"$log" 2>/dev/null; then
+    if node -e 'process.exit(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).metadata?.vulnerabilities ? 0 : 1)' "$log" 2>/dev/null; then
+      (cd "$1" && npm audit --omit=dev --audit-level=high) >&2 || true
+      die "npm audit found high or critical vulnerabilities in ${1#"$root"/}/package-lock.json"
+    fi
+    reason=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).message' "$log" 2>/dev/null || head -c 300 "$log")
+    [ "${BROWSER_TESTS_STRICT_AUDIT:-}" = 1 ] && die "npm audit could not run: $reason"
+    printf 'browser tests: warning: npm audit could not run for %s (%s); skipped\n' "${1#"$root"/}" "$reason" >&2
   fi
-  reason=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).message' "$log" 2>/dev/null || head -c 300 "$log")
-  [ "${BROWSER_TESTS_STRICT_AUDIT:-}" = 1 ] && die "npm audit could not run: $reason"
-  printf 'browser tests: warning: npm audit could not run (%s); skipped\n' "$reason" >&2
-fi
+  return 0
+}
+audit "$here"
+audit "$spa"
 
 binaries=(auth-server resource-server spa-server)
 missing=()

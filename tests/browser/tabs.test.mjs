@@ -38,12 +38,15 @@ test('two tabs refreshing at the same moment both stay signed in', () =>
     b.on('framenavigated', (frame) => frame === b.mainFrame() && visitedB.push(frame.url()));
     const apiCallsB = [];
     b.on('request', (r) => r.url().startsWith(stack.api) && r.method() !== 'OPTIONS' && apiCallsB.push(`${r.method()} ${r.url().slice(stack.api.length)}`));
+    const userinfoCallsB = [];
+    b.on('request', (r) => r.url() === stack.metadata.userinfo_endpoint && r.method() !== 'OPTIONS' && userinfoCallsB.push(r.method()));
     await b.goto(`${stack.spa.url}/`);
     await waitForText(b, '#whoami', 'Signed in as alice');
     await b.locator('#new-note').waitFor();
     await b.waitForTimeout(300);
-    // It loads the user and the notes once (not once per tab that answered).
-    assert.deepEqual(apiCallsB, ['GET /me', 'GET /notes']);
+    // It loads the user (userinfo) and the notes once (not once per tab that answered).
+    assert.deepEqual(apiCallsB, ['GET /notes']);
+    assert.deepEqual(userinfoCallsB, ['GET']);
     await waitForText(a, '#whoami', 'Signed in as alice');
     const start = await a.evaluate(() => window.notesDemo.currentTokens());
     assert.deepEqual(await b.evaluate(() => window.notesDemo.currentTokens()), start, 'tab B shares tab A\'s tokens');

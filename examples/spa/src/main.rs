@@ -1,11 +1,15 @@
 //! `spa-server`: serves the demo SPA from `examples/spa/static` on its own
 //! origin (so CORS is exercised for real) with a strict CSP, plus
-//! `/config.json` telling the app its client id, issuer and API.
+//! `/config.json` telling the app its client id, issuer and API, and under
+//! `/vendor/jose/` the browser build of `jose` pinned in
+//! `examples/spa/package.json` (installed by `npm ci`), so that the CSP's
+//! `script-src 'self'` covers it.
 //!
 //! Settings (environment): `SPA_LISTEN` (default `127.0.0.1:5173`),
 //! `SPA_CLIENT_ID` (required), `SPA_ISSUER` (default
 //! `http://127.0.0.1:8080`), `SPA_API` (default `http://127.0.0.1:8081/api`),
-//! `SPA_STATIC_DIR` (default: the `static` folder next to this crate).
+//! `SPA_STATIC_DIR` (default: the `static` folder next to this crate),
+//! `SPA_NODE_MODULES` (default: the `node_modules` folder next to this crate).
 
 #![forbid(unsafe_code)]
 
@@ -16,9 +20,15 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
 struct Site {
     dir: PathBuf,
+    /// `jose`'s browser build, canonical (no symlinks, no `..`).
+    jose: PathBuf,
     config: String,
     csp: String,
 }
+
+/// The browser ES module build inside the `jose` package.
+const JOSE_BUILD: &str = "jose/dist/webapi";
+const JOSE_PREFIX: &str = "/vendor/jose/";
 
 fn origin(url: &str) -> Result<String, String> {
     url::Url::parse(url)
@@ -78,6 +88,35 @@ async fn file(req: HttpRequest, site: web::Data<Site>) -> HttpResponse {
     }
 }
 
+/// `relative` (a raw, still percent-encoded URL path) as a `.js` file under
+/// `root`, or `None`. Only plain names pass: no empty, dot or encoded
+/// segments; and the file, symlinks resolved, must still lie under `root`.
+fn vendor_file(root: &Path, relative: &str) -> Option<PathBuf> {
+    let plain = relative.ends_with(".js")
+        && relative.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if !plain {
+        return None;
+    }
+    let file = root.join(relative).canonicalize().ok()?;
+    (file.starts_with(root) && file.is_file()).then_some(file)
+}
+
+async fn vendor_jose(req: HttpRequest, site: web::Data<Site>) -> HttpResponse {
+    let relative = req.path().strip_prefix(JOSE_PREFIX).unwrap_or_default();
+    match vendor_file(&site.jose, relative).map(std::fs::read) {
+        Some(Ok(bytes)) => with_headers(&site, HttpResponse::Ok())
+            .content_type("text/javascript; charset=utf-8")
+            .body(bytes),
+        _ => with_headers(&site, HttpResponse::NotFound()).finish(),
+    }
+}
+
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
@@ -90,6 +129,15 @@ fn run() -> Result<(), String> {
     let dir = std::env::var_os("SPA_STATIC_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("static"));
+    let node_modules = std::env::var_os("SPA_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules"));
+    let jose = node_modules.join(JOSE_BUILD).canonicalize().map_err(|e| {
+        format!(
+            "{}: {e}; run `npm ci` in examples/spa",
+            node_modules.join(JOSE_BUILD).display()
+        )
+    })?;
     let csp = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
          connect-src 'self' {} {}; form-action 'none'; frame-ancestors 'none'; base-uri 'none'; \
@@ -98,11 +146,17 @@ fn run() -> Result<(), String> {
         origin(&api)?
     );
     let config = serde_json::json!({ "clientId": client_id, "issuer": issuer, "api": api }).to_string();
-    let site = web::Data::new(Site { dir, config, csp });
+    let site = web::Data::new(Site {
+        dir,
+        jose,
+        config,
+        csp,
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(site.clone())
             .route("/config.json", web::get().to(config_json))
+            .route("/vendor/jose/{file:.*}", web::get().to(vendor_jose))
             .default_service(web::get().to(file))
     })
     .workers(1)
@@ -124,5 +178,46 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_files_are_plain_js_names_that_stay_inside_the_package() {
+        let base = std::env::temp_dir().join(format!("spa-vendor-test-{}", std::process::id()));
+        let root = base.join("webapi");
+        std::fs::create_dir_all(root.join("jwt")).unwrap();
+        std::fs::write(root.join("index.js"), "export {};").unwrap();
+        std::fs::write(root.join("jwt/verify.js"), "export {};").unwrap();
+        std::fs::write(base.join("secret.js"), "outside").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(base.join("secret.js"), root.join("link.js")).unwrap();
+        let root = root.canonicalize().unwrap();
+
+        assert_eq!(vendor_file(&root, "index.js"), Some(root.join("index.js")));
+        assert_eq!(
+            vendor_file(&root, "jwt/verify.js"),
+            Some(root.join("jwt/verify.js"))
+        );
+        for bad in [
+            "../secret.js",
+            "jwt/../../secret.js",
+            "%2e%2e/secret.js",
+            "..%2Fsecret.js",
+            "/secret.js",
+            "jwt//verify.js",
+            ".hidden.js",
+            "jwt",
+            "",
+            "index.js/",
+            "missing.js",
+            "link.js",
+        ] {
+            assert_eq!(vendor_file(&root, bad), None, "{bad:?}");
+        }
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -1,23 +1,41 @@
-// Demo single-page app: OAuth 2.1 authorization code flow with PKCE (S256)
-// against the auth-server, then the notes API on the resource server.
+// Demo single-page app: OpenID Connect sign-in (authorization code flow with
+// PKCE S256, OAuth 2.1) against the auth-server, then the notes API on the
+// resource server.
 //
-// - Tokens live in memory only. The PKCE verifier and `state` of a login in
-//   progress are kept in sessionStorage across the redirect and removed on
-//   return; nothing else is stored.
-// - `state` and `iss` (RFC 9207) are checked on return.
+// - Endpoints come from OpenID Connect Discovery 1.0
+//   (`{issuer}/.well-known/openid-configuration`).
+// - Tokens live in memory only. The PKCE verifier, `state` and `nonce` of a
+//   login in progress (and the `state` of a logout) are kept in
+//   sessionStorage across the redirect and removed on return; nothing else
+//   is stored.
+// - `state` and `iss` (RFC 9207) are checked on return. The id_token is
+//   verified with jose (pinned in examples/spa/package.json, served by
+//   spa-server from this origin): signature through the issuer's JWKS,
+//   `iss`, `aud`, `exp`, `nonce` (OIDC Core 3.1.3.7); one from a refresh
+//   must name the same `sub` (OIDC Core 12.2). The name shown comes from
+//   the userinfo endpoint, whose `sub` must match (OIDC Core 5.3.4).
+// - Logout goes through the end_session_endpoint (OIDC RP-Initiated Logout
+//   1.0) with id_token_hint and a `state` checked on return.
 // - Tabs of the app share one token set over a BroadcastChannel, so two tabs
 //   may refresh at the same moment with the same refresh token; the server's
 //   grace window gives both the same successor.
 // - User content is rendered with textContent only; the page's CSP forbids
 //   inline script and requires Trusted Types, so an HTML sink would throw.
 
+import { createRemoteJWKSet, jwtVerify } from "/vendor/jose/index.js";
+
 const $ = (id) => document.getElementById(id);
 const LOGIN_KEY = "notes-demo:login";
+const LOGOUT_KEY = "notes-demo:logout";
 const SIGNED_IN_KEY = "notes-demo:signed-in";
+const SCOPE = "openid profile notes:read notes:write";
 
 let config;
 let metadata;
-let tokens = null; // { accessToken, refreshToken, expiresAt, scope }
+let jwks;
+// { accessToken, refreshToken, expiresAt, scope, idToken, claims } where
+// claims are the verified id_token's.
+let tokens = null;
 let refreshing = null;
 let refreshTimer = null;
 let nextCursorUrl = null;
@@ -67,13 +85,84 @@ function adopt(set, { broadcast = true } = {}) {
   scheduleRefresh();
 }
 
-function fromResponse(body) {
+function fromResponse(body, claims, previous = tokens) {
   return {
     accessToken: body.access_token,
-    refreshToken: body.refresh_token ?? tokens?.refreshToken ?? null,
+    refreshToken: body.refresh_token ?? previous?.refreshToken ?? null,
     expiresAt: Date.now() + body.expires_in * 1000,
     scope: body.scope,
+    idToken: body.id_token ?? previous?.idToken ?? null,
+    claims: claims ?? previous?.claims ?? null,
   };
+}
+
+// ---- id_token ---------------------------------------------------------------
+
+class VerificationError extends Error {}
+
+const HASHES = { 256: "SHA-256", 384: "SHA-384", 512: "SHA-512" };
+
+/**
+ * Verifies an id_token and returns its claims (OIDC Core 3.1.3.7). jose
+ * checks the signature with a key from the issuer's JWKS (an unknown `kid`
+ * refetches it), the `alg` against the ones the issuer advertises, `iss`,
+ * `aud` and `exp`/`iat`. `nonce` must be the one this login sent; after a
+ * refresh (`previous`), `sub` must be unchanged (OIDC Core 12.2).
+ */
+async function verifyIdToken(idToken, { nonce, accessToken, previous }) {
+  let payload;
+  let protectedHeader;
+  try {
+    ({ payload, protectedHeader } = await jwtVerify(idToken, jwks, {
+      issuer: metadata.issuer,
+      audience: config.clientId,
+      algorithms: metadata.id_token_signing_alg_values_supported,
+      requiredClaims: ["sub", "iat", "exp"],
+      clockTolerance: 30,
+    }));
+  } catch (e) {
+    throw new VerificationError(`the ID token is not valid (${e.message})`);
+  }
+  const typ = protectedHeader.typ?.toLowerCase();
+  if (typ !== undefined && typ !== "jwt" && typ !== "application/jwt") {
+    throw new VerificationError(`the ID token has type ${protectedHeader.typ}`);
+  }
+  const audiences = [payload.aud].flat();
+  if ((payload.azp !== undefined || audiences.length > 1) && payload.azp !== config.clientId) {
+    throw new VerificationError("the ID token was issued to another party (azp)");
+  }
+  if (nonce !== undefined && payload.nonce !== nonce) {
+    throw new VerificationError("the ID token's nonce does not match this login");
+  }
+  if (payload.at_hash !== undefined && payload.at_hash !== (await tokenHash(accessToken, protectedHeader.alg))) {
+    throw new VerificationError("the ID token does not belong to the access token (at_hash)");
+  }
+  if (previous) {
+    if (payload.sub !== previous.sub) throw new VerificationError("the refreshed ID token names another user (sub)");
+    if (previous.auth_time !== undefined && payload.auth_time !== previous.auth_time) {
+      throw new VerificationError("the refreshed ID token has another auth_time");
+    }
+  }
+  return payload;
+}
+
+// `at_hash`: the left half of the access token's hash, with the hash of the
+// id_token's `alg` (OIDC Core 3.1.3.8).
+async function tokenHash(token, alg) {
+  const hash = HASHES[String(alg).slice(-3)];
+  if (!hash || typeof token !== "string") return null;
+  const digest = new Uint8Array(await crypto.subtle.digest(hash, new TextEncoder().encode(token)));
+  return b64url(digest.slice(0, digest.length / 2));
+}
+
+/** Best effort: a refresh token we will not use is revoked (RFC 7009). */
+function revoke(refreshToken) {
+  if (!refreshToken || !metadata.revocation_endpoint) return Promise.resolve();
+  return postForm(metadata.revocation_endpoint, {
+    token: refreshToken,
+    token_type_hint: "refresh_token",
+    client_id: config.clientId,
+  }).catch(() => {});
 }
 
 function scheduleRefresh() {
@@ -88,7 +177,8 @@ function scheduleRefresh() {
 // One refresh at a time per tab.
 async function refresh() {
   if (refreshing) return refreshing;
-  const presented = tokens?.refreshToken;
+  const before = tokens;
+  const presented = before?.refreshToken;
   if (!presented) throw new Error("not signed in");
   refreshing = (async () => {
     const response = await postForm(metadata.token_endpoint, {
@@ -102,7 +192,18 @@ async function refresh() {
       signedOut("Your session has ended. Please log in again.");
       throw new Error("refresh refused");
     }
-    adopt(fromResponse(await response.json()));
+    const body = await response.json();
+    let claims;
+    if (body.id_token) {
+      try {
+        claims = await verifyIdToken(body.id_token, { accessToken: body.access_token, previous: before.claims });
+      } catch (e) {
+        await revoke(body.refresh_token);
+        signedOut(`Your session could not be verified: ${e.message}. Please log in again.`);
+        throw e;
+      }
+    }
+    adopt(fromResponse(body, claims, before));
     return tokens;
   })();
   try {
@@ -116,6 +217,7 @@ async function refresh() {
 window.notesDemo = {
   refreshNow: () => refresh().then(() => ({ refreshToken: tokens.refreshToken, accessToken: tokens.accessToken })),
   currentTokens: () => (tokens ? { refreshToken: tokens.refreshToken, accessToken: tokens.accessToken } : null),
+  idToken: () => (tokens ? { idToken: tokens.idToken, claims: tokens.claims } : null),
 };
 
 // ---- login and logout -------------------------------------------------------
@@ -123,14 +225,16 @@ window.notesDemo = {
 async function startLogin() {
   const verifier = randomString(32);
   const state = randomString(16);
-  sessionStorage.setItem(LOGIN_KEY, JSON.stringify({ verifier, state }));
+  const nonce = randomString(16);
+  sessionStorage.setItem(LOGIN_KEY, JSON.stringify({ verifier, state, nonce }));
   const url = new URL(metadata.authorization_endpoint);
   url.search = new URLSearchParams({
     response_type: "code",
     client_id: config.clientId,
     redirect_uri: redirectUri(),
-    scope: "profile notes:read notes:write",
+    scope: SCOPE,
     state,
+    nonce,
     code_challenge: await s256(verifier),
     code_challenge_method: "S256",
   }).toString();
@@ -158,31 +262,50 @@ async function finishLogin(params) {
     code_verifier: pending.verifier,
   });
   if (!response.ok) throw new Error("The login could not be completed.");
-  adopt(fromResponse(await response.json()));
+  const body = await response.json();
+  let claims;
+  try {
+    if (!body.id_token) throw new VerificationError("the issuer sent no ID token");
+    claims = await verifyIdToken(body.id_token, { nonce: pending.nonce, accessToken: body.access_token });
+  } catch (e) {
+    await revoke(body.refresh_token);
+    throw new Error(`The sign-in could not be verified: ${e.message}.`);
+  }
+  adopt(fromResponse(body, claims));
 }
 
+// RP-Initiated Logout 1.0: the issuer asks the user to confirm, ends its
+// session and sends the browser back to post_logout_redirect_uri with our
+// `state`.
 async function logout() {
-  const refreshToken = tokens?.refreshToken;
+  const current = tokens;
   tokens = null;
   clearTimeout(refreshTimer);
   sessionStorage.removeItem(SIGNED_IN_KEY);
   if (channel) channel.postMessage({ type: "logout" });
-  if (refreshToken) {
-    await postForm(metadata.revocation_endpoint, {
-      token: refreshToken,
-      token_type_hint: "refresh_token",
-      client_id: config.clientId,
-    }).catch(() => {});
-  }
-  const url = new URL("/logout", metadata.issuer);
+  await revoke(current?.refreshToken);
+  const state = randomString(16);
+  sessionStorage.setItem(LOGOUT_KEY, state);
+  const url = new URL(metadata.end_session_endpoint);
   url.search = new URLSearchParams({
+    ...(current?.idToken ? { id_token_hint: current.idToken } : {}),
     client_id: config.clientId,
     post_logout_redirect_uri: `${window.location.origin}/`,
+    state,
   }).toString();
   window.location.assign(url.toString());
 }
 
-function signedOut(message = "") {
+function finishLogout(params) {
+  const expected = sessionStorage.getItem(LOGOUT_KEY);
+  sessionStorage.removeItem(LOGOUT_KEY);
+  window.history.replaceState(null, "", "/");
+  if (!expected || params.get("state") !== expected) {
+    throw new Error("The logout response does not match the request (state).");
+  }
+}
+
+function signedOut(message = "", isError = Boolean(message)) {
   tokens = null;
   clearTimeout(refreshTimer);
   sessionStorage.removeItem(SIGNED_IN_KEY);
@@ -191,11 +314,12 @@ function signedOut(message = "") {
   $("login").hidden = false;
   $("whoami").textContent = "";
   $("notes").replaceChildren();
-  setStatus(message, Boolean(message));
+  setStatus(message, isError);
 }
 
 // ---- API --------------------------------------------------------------------
 
+// A call with the access token: to the notes API (`path`) or to `url`.
 async function api(path, { method = "GET", body, retried = false, url } = {}) {
   if (!tokens) throw new Error("not signed in");
   const response = await fetch(url ?? `${config.api}${path}`, {
@@ -303,11 +427,26 @@ async function loadNotes({ more = false } = {}) {
   $("more").hidden = !nextCursorUrl;
 }
 
+// The user's claims from the userinfo endpoint (OIDC Core 5.3); its `sub`
+// must be the id_token's (5.3.4), or the answer is not about this user.
+async function userinfo() {
+  const response = await api(null, { url: metadata.userinfo_endpoint });
+  if (!response.ok) throw new Error(`The user's details could not be loaded (HTTP ${response.status}).`);
+  const claims = await response.json();
+  if (!tokens?.claims || claims.sub !== tokens.claims.sub) {
+    throw new Error("The user's details are for another user.");
+  }
+  return claims;
+}
+
 async function showSignedIn() {
-  const me = await api("/me");
-  if (!me.ok) return setStatus(await problemText(me), true);
-  const profile = await me.json();
-  $("whoami").textContent = `Signed in as ${profile.username ?? profile.sub}`;
+  let claims;
+  try {
+    claims = await userinfo();
+  } catch (e) {
+    return setStatus(e.message, true);
+  }
+  $("whoami").textContent = `Signed in as ${claims.preferred_username ?? claims.sub}`;
   $("login").hidden = true;
   $("logout").hidden = false;
   $("app").hidden = false;
@@ -353,7 +492,7 @@ function listenToOtherTabs() {
 
 async function main() {
   $("login").addEventListener("click", () => startLogin().catch((e) => setStatus(e.message, true)));
-  $("logout").addEventListener("click", () => logout());
+  $("logout").addEventListener("click", () => logout().catch((e) => signedOut(e.message)));
   $("more").addEventListener("click", () => loadNotes({ more: true }));
   $("new-note").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -369,9 +508,13 @@ async function main() {
   });
 
   config = await (await fetch("/config.json")).json();
-  const discovery = await fetch(new URL("/.well-known/oauth-authorization-server", config.issuer));
+  // OIDC Discovery 1.0 section 4: the issuer with the well-known path
+  // appended, and the document must name exactly that issuer.
+  const discovery = await fetch(`${config.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`);
+  if (!discovery.ok) throw new Error(`The issuer's metadata could not be loaded (HTTP ${discovery.status}).`);
   metadata = await discovery.json();
   if (metadata.issuer !== config.issuer) throw new Error("The issuer's metadata does not match its URL.");
+  jwks = createRemoteJWKSet(new URL(metadata.jwks_uri));
   listenToOtherTabs();
 
   const params = new URLSearchParams(window.location.search);
@@ -383,6 +526,17 @@ async function main() {
       signedOut(e.message);
       return;
     }
+  } else if (params.has("state")) {
+    // Back from the end_session_endpoint.
+    started = true;
+    try {
+      finishLogout(params);
+    } catch (e) {
+      signedOut(e.message);
+      return;
+    }
+    signedOut("You are signed out.", false);
+    return;
   } else {
     const shared = await askOtherTabs();
     if (shared) {

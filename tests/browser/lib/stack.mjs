@@ -2,8 +2,9 @@
 // auth-server, the resource-server and two spa-server instances (the
 // first-party demo app and a third-party app that must ask for consent),
 // each on a free port chosen now, with their own freshly named databases,
-// a user or two and the two public clients registered through the
-// auth-server CLI. `stop()` kills everything and drops the databases.
+// a user or two and the two public clients (allowed `openid`) registered
+// through the auth-server CLI. `stop()` kills everything and drops the
+// databases.
 //
 // Uses the debug binaries under target/debug (build them first:
 // `cargo build --bin auth-server --bin resource-server --bin spa-server`,
@@ -212,7 +213,7 @@ class Stack {
       await cli(['user', 'create', '--username', username, '--role', 'user', '--password-stdin'], secret);
       this.users[username] = { username, password: secret };
     }
-    const scopes = ['--scope', 'profile', '--scope', 'notes:read', '--scope', 'notes:write'];
+    const scopes = ['--scope', 'openid', '--scope', 'profile', '--scope', 'notes:read', '--scope', 'notes:write'];
     const register = async (name, app, firstParty) => {
       const out = await cli([
         'client', 'create', '--name', name, '--public', ...(firstParty ? ['--first-party'] : []),
@@ -250,7 +251,10 @@ class Stack {
       });
       await this.waitReady(entry, `${app.url}/config.json`);
     }
-    this.metadata = await (await fetch(`${issuer}/.well-known/oauth-authorization-server`)).json();
+    // OpenID Connect Discovery 1.0: what the apps read too.
+    const discovery = await fetch(`${issuer}/.well-known/openid-configuration`);
+    if (!discovery.ok) throw new Error(`${issuer}/.well-known/openid-configuration answered ${discovery.status}`);
+    this.metadata = await discovery.json();
     return this;
   }
 
