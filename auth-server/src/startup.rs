@@ -175,6 +175,7 @@ impl Application {
             metrics: Arc::clone(&metrics),
             pool: pool.clone(),
             ready: None,
+            health: None,
             drain: settings.drain,
         };
         let state = web::Data::new(

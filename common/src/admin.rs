@@ -1,8 +1,9 @@
 //! The private admin listener, nothing else on it. It binds its own address
 //! (`*_ADMIN_LISTEN`) so the public port never exposes it.
 //!
-//! - `GET /healthz`: 200 when the database answers and the server is
-//!   otherwise ready (monitoring; unchanged by a drain).
+//! - `GET /healthz`: 200 when the database answers, the server is
+//!   otherwise ready, and nothing it depends on is stale (monitoring, for
+//!   the resource server: the revocation feed; unchanged by a drain).
 //! - `GET /readyz`: 200 unless the server is draining after SIGTERM (or,
 //!   for the resource server, has no keys yet): what a load balancer or a
 //!   Kubernetes readiness probe routes by. A database outage does not take
@@ -27,8 +28,14 @@ struct AdminState {
     pool: PgPool,
     metrics: Arc<Metrics>,
     ready: Option<ReadinessCheck>,
+    health: Option<HealthCheck>,
     draining: Arc<AtomicBool>,
 }
+
+/// A condition only monitoring looks at (`/healthz`, not `/readyz`): a
+/// replica keeps taking traffic while it fails, and says why. `Err` is the
+/// one-line reason.
+pub type HealthCheck = Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
 
 fn text(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse {
     HttpResponse::build(status)
@@ -58,6 +65,12 @@ async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
         .await
         .unwrap_or(false);
     let ready = state.ready.as_ref().is_none_or(|check| check());
+    let concern = state.health.as_ref().and_then(|check| check().err());
+    if let (true, true, Some(reason)) = (healthy, ready, concern) {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{reason}\n"));
+    }
     if healthy && ready {
         HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
@@ -85,12 +98,14 @@ pub fn server(
     pool: PgPool,
     metrics: Arc<Metrics>,
     ready: Option<ReadinessCheck>,
+    health: Option<HealthCheck>,
     draining: Arc<AtomicBool>,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(AdminState {
         pool,
         metrics,
         ready,
+        health,
         draining,
     });
     let server = HttpServer::new(move || {

@@ -53,6 +53,8 @@ type Fnv = BuildHasherDefault<FnvHasher>;
 struct Collectors {
     durations: HistogramVec,
     events: IntCounterVec,
+    /// Current values by full metric name (few, set by background tasks).
+    gauges: std::sync::Mutex<std::collections::BTreeMap<String, prometheus::Gauge>>,
 }
 
 impl Collectors {
@@ -70,6 +72,7 @@ impl Collectors {
                 Opts::new(format!("{prefix}_events_total"), "Notable protocol events."),
                 &["event"],
             )?,
+            gauges: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -194,6 +197,22 @@ impl Metrics {
         }
     }
 
+    /// Sets the gauge `{prefix}_{name}` (created on first use) to `value`.
+    pub fn set_gauge(&self, name: &'static str, help: &'static str, value: f64) {
+        let full = format!("{}_{name}", self.prefix);
+        let Ok(mut gauges) = self.collectors.gauges.lock() else {
+            return;
+        };
+        if let Some(gauge) = gauges.get(&full) {
+            gauge.set(value);
+            return;
+        }
+        if let Ok(gauge) = prometheus::Gauge::new(full.clone(), help) {
+            gauge.set(value);
+            gauges.insert(full, gauge);
+        }
+    }
+
     /// How often `name` was recorded (for tests and the benchmark).
     pub fn event_count(&self, name: &str) -> u64 {
         // Read from a snapshot: asking the vector for the series would
@@ -227,6 +246,14 @@ impl Metrics {
             }
             if let Err(e) = TextEncoder::new().encode_utf8(std::slice::from_ref(&family), &mut out) {
                 tracing::warn!(error = %e, family = family.name(), "cannot render metrics");
+            }
+        }
+        if let Ok(gauges) = c.gauges.lock() {
+            for gauge in gauges.values() {
+                let families = prometheus::core::Collector::collect(gauge);
+                if let Err(e) = TextEncoder::new().encode_utf8(&families, &mut out) {
+                    tracing::warn!(error = %e, "cannot render a gauge");
+                }
             }
         }
         out

@@ -56,6 +56,8 @@ pub struct Options {
     /// What the admin listener reports on `/healthz` and `/metrics`.
     pub pool: PgPool,
     pub ready: Option<ReadinessCheck>,
+    /// What only `/healthz` reports (see `admin::HealthCheck`).
+    pub health: Option<crate::admin::HealthCheck>,
     /// After SIGTERM or SIGINT, how long the server keeps serving while
     /// `/readyz` says it is draining (so a load balancer stops sending to
     /// it) before it stops accepting and finishes what is in flight.
@@ -135,6 +137,7 @@ impl Listeners {
             options.pool,
             options.metrics,
             options.ready,
+            options.health,
             Arc::clone(&draining),
         )
         .map_err(|e| StartupError(e.to_string()))?;

@@ -22,9 +22,21 @@ pub const KEYS: KnownKeys = KnownKeys {
         "RESOURCE_WORKERS",
         "RESOURCE_LOG_FORMAT",
         "RESOURCE_DRAIN_SECONDS",
+        "RESOURCE_EVENTS_CLIENT_ID",
+        "RESOURCE_EVENTS_MAX_STALENESS",
     ],
-    secret: &["RESOURCE_DATABASE_URL"],
+    secret: &["RESOURCE_DATABASE_URL", "RESOURCE_EVENTS_CLIENT_SECRET"],
 };
+
+/// How the resource server follows the issuer's revocation feed.
+#[derive(Debug, Clone)]
+pub struct EventsSettings {
+    /// A confidential client registered with `--allow-events`.
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// How long the feed may go unread before `/healthz` says so.
+    pub max_staleness: Duration,
+}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -46,6 +58,8 @@ pub struct Settings {
     /// How long the server drains after SIGTERM before it stops accepting.
     pub drain: std::time::Duration,
     pub log_format: LogFormat,
+    /// `None`: the feed is off and tokens are refused only when they expire.
+    pub events: Option<EventsSettings>,
 }
 
 fn parse_origin(value: &str) -> Result<String, ConfigError> {
@@ -108,6 +122,37 @@ impl Settings {
             ));
         }
         let workers = oauth_common::config::workers(source, "RESOURCE_WORKERS")?;
+        let events = match (
+            source.string("RESOURCE_EVENTS_CLIENT_ID"),
+            source.secret("RESOURCE_EVENTS_CLIENT_SECRET")?,
+        ) {
+            (None, None) => None,
+            (Some(client_id), Some(client_secret)) => {
+                // Twice the default access-token lifetime.
+                let stale: u64 = source.parse_or("RESOURCE_EVENTS_MAX_STALENESS", 1200)?;
+                if stale == 0 {
+                    return Err(ConfigError(
+                        "RESOURCE_EVENTS_MAX_STALENESS: must be at least 1".into(),
+                    ));
+                }
+                Some(EventsSettings {
+                    client_id,
+                    client_secret,
+                    max_staleness: Duration::from_secs(stale),
+                })
+            }
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "RESOURCE_EVENTS_CLIENT_ID is set but RESOURCE_EVENTS_CLIENT_SECRET (or _FILE) is not"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "RESOURCE_EVENTS_CLIENT_SECRET is set but RESOURCE_EVENTS_CLIENT_ID is not".into(),
+                ));
+            }
+        };
         Ok(Self {
             database_url: source
                 .secret("RESOURCE_DATABASE_URL")?
@@ -127,6 +172,7 @@ impl Settings {
             workers,
             drain: oauth_common::config::drain(source, "RESOURCE_DRAIN_SECONDS")?,
             log_format: source.parse_or("RESOURCE_LOG_FORMAT", LogFormat::Auto)?,
+            events,
         })
     }
 

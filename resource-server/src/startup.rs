@@ -16,6 +16,7 @@ use oauth_common::server::{self, Address, Listeners, Servers};
 
 use crate::config::Settings;
 use crate::storage;
+use crate::token::feed::Feed;
 use crate::token::jwks::{HttpJwksSource, JwksCache, JwksSource};
 use crate::token::{Challenge, Policy, TokenValidator};
 
@@ -41,6 +42,9 @@ pub fn open_database(settings: &Settings) -> Result<PgPool, StartupError> {
 pub struct Application {
     servers: Servers,
     validator: Arc<TokenValidator>,
+    /// The revocation feed, when `RESOURCE_EVENTS_CLIENT_ID` is set.
+    feed: Option<Arc<Feed>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Application {
@@ -86,15 +90,44 @@ impl Application {
             resource_metadata: settings.resource_metadata_url(),
         });
         let ready_jwks = Arc::clone(&jwks);
+        let feed = match &settings.events {
+            Some(events) => {
+                tracing::info!(client_id = %events.client_id, "following the issuer's revocation feed");
+                Some(Arc::new(Feed::new(
+                    &settings.issuer,
+                    events,
+                    clock.now().timestamp(),
+                )))
+            }
+            None => {
+                tracing::warn!(
+                    "revocation feed off (RESOURCE_EVENTS_CLIENT_ID is not set): a revoked access token is accepted until it expires"
+                );
+                None
+            }
+        };
+        let health: Option<oauth_common::admin::HealthCheck> = feed.as_ref().map(|feed| {
+            let status = Arc::clone(&feed.status);
+            let clock = clock.clone();
+            Arc::new(move || {
+                if status.fresh(clock.now().timestamp()) {
+                    Ok(())
+                } else {
+                    Err("revocation feed stale")
+                }
+            }) as oauth_common::admin::HealthCheck
+        });
+        let metrics = Arc::new(Metrics::new("resource"));
         let options = server::Options {
             workers: settings.workers,
             blocking_pool: None,
             headers: HeaderPolicy {
                 hsts: settings.audience.starts_with("https://"),
             },
-            metrics: Arc::new(Metrics::new("resource")),
+            metrics: Arc::clone(&metrics),
             pool: pool.clone(),
             ready: Some(Arc::new(move || ready_jwks.keys().is_some())),
+            health,
             drain: settings.drain,
         };
         let settings = web::Data::new(settings);
@@ -109,7 +142,12 @@ impl Application {
                 .app_data(clock_data.clone());
             crate::http::configure(cfg);
         })?;
-        Ok(Self { servers, validator })
+        Ok(Self {
+            servers,
+            validator,
+            feed,
+            metrics,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -128,9 +166,22 @@ impl Application {
         Arc::clone(&self.validator)
     }
 
-    /// Serves until stopped, keeping the issuer's keys fresh meanwhile.
+    /// Serves until stopped, keeping the issuer's keys fresh and following
+    /// the revocation feed meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let keys = actix_web::rt::spawn(Arc::clone(&self.validator).keep_keys_fresh());
-        self.servers.run_until_stopped(keys).await
+        let validator = Arc::clone(&self.validator);
+        let feed = self.feed.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let background = actix_web::rt::spawn(async move {
+            let keys = Arc::clone(&validator).keep_keys_fresh();
+            match feed {
+                Some(feed) => {
+                    let follow = crate::token::feed::follow(feed, validator, metrics);
+                    futures_util::future::join(keys, follow).await;
+                }
+                None => keys.await,
+            }
+        });
+        self.servers.run_until_stopped(background).await
     }
 }

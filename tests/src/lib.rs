@@ -220,7 +220,12 @@ impl Stack {
     /// Signs in through the login page and runs the code flow with PKCE;
     /// returns the token response.
     pub fn code_flow(&self, client_id: &str, username: &str, scope: &str) -> Value {
-        let mut browser = Agent::new(&self.auth);
+        self.code_flow_in(&mut Agent::new(&self.auth), client_id, username, scope)
+    }
+
+    /// [`Stack::code_flow`] in `browser`, which keeps the session cookie
+    /// (to sign out with it later).
+    pub fn code_flow_in(&self, browser: &mut Agent, client_id: &str, username: &str, scope: &str) -> Value {
         let verifier = URL_SAFE_NO_PAD.encode(random_bytes());
         let challenge = URL_SAFE_NO_PAD.encode(openssl::sha::sha256(verifier.as_bytes()));
         let mut authorize = url::Url::parse(&format!("{}/authorize", self.auth)).expect("url");
@@ -273,6 +278,89 @@ impl Stack {
         );
         assert_eq!(token.status, 200, "{}", token.body);
         token.json()
+    }
+}
+
+/// Another resource-server instance of the stack (same database), with
+/// settings of its own.
+pub struct ResourceInstance {
+    pub api: String,
+    pub admin: String,
+    running: Running,
+}
+
+impl ResourceInstance {
+    pub fn stop(&mut self) {
+        self.running.stop();
+    }
+}
+
+impl Drop for ResourceInstance {
+    fn drop(&mut self) {
+        self.running.stop();
+    }
+}
+
+impl Stack {
+    /// A confidential client that may read the revocation feed: id, secret.
+    pub fn events_client(&self) -> (String, String) {
+        let (client, secret) = self.create_client(auth_server::registration::ClientRegistration {
+            name: "Notes API".into(),
+            confidential: true,
+            allow_events: true,
+            ..Default::default()
+        });
+        (
+            client.client_id,
+            secret.expect("a confidential client has a secret"),
+        )
+    }
+
+    /// Starts one more resource server on the stack's database with
+    /// `extra` settings, and waits until it has the issuer's keys.
+    pub fn start_resource(&self, extra: &[(&'static str, String)]) -> ResourceInstance {
+        let mut resource_env = env(&[
+            ("RESOURCE_DATABASE_URL", self.resource_db.url()),
+            ("RESOURCE_LISTEN", "127.0.0.1:0".into()),
+            ("RESOURCE_ADMIN_LISTEN", "127.0.0.1:0".into()),
+            ("RESOURCE_ISSUER", self.issuer.clone()),
+            ("RESOURCE_AUDIENCE", self.audience.clone()),
+            ("RESOURCE_WORKERS", "2".into()),
+            ("RESOURCE_DATABASE_POOL_SIZE", "4".into()),
+        ]);
+        for (k, v) in extra {
+            resource_env.insert((*k).to_owned(), v.clone());
+        }
+        let settings = resource_server::config::Settings::from_source(&ConfigSource::from_maps(
+            resource_server::config::KEYS,
+            HashMap::new(),
+            resource_env,
+        ))
+        .expect("resource settings");
+        let app = resource_server::startup::Application::build(settings).expect("resource-server starts");
+        let api = format!("http://127.0.0.1:{}", app.port());
+        let admin = format!("http://127.0.0.1:{}", app.admin_port());
+        let handles = app.handles();
+        let thread = std::thread::spawn(move || {
+            let _ = actix_web::rt::System::new().block_on(app.run_until_stopped());
+        });
+        let instance = ResourceInstance {
+            api,
+            admin,
+            running: Running {
+                handles,
+                thread: Some(thread),
+            },
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http().get(&format!("{}/readyz", instance.admin), None).status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the resource server never loaded the issuer's keys"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        instance
     }
 }
 

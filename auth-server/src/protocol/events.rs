@@ -182,6 +182,10 @@ mod tests {
 
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_100, 0).single().unwrap()
+    }
+
     fn event(kind: Kind, subject: &str) -> Event {
         Event {
             seq: 7,
@@ -194,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_session_event_is_caep_session_revoked_with_an_opaque_subject() {
-        let claims = set_claims("https://as.example", &event(Kind::Session, "s1"), Utc::now());
+        let claims = set_claims("https://as.example", &event(Kind::Session, "s1"), now());
         assert_eq!(claims["sub_id"], json!({ "format": "opaque", "id": "s1" }));
         assert_eq!(
             claims["events"][SESSION_REVOKED]["event_timestamp"],
@@ -205,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_user_event_names_the_user_by_issuer_and_subject() {
-        let claims = set_claims("https://as.example", &event(Kind::User, "u1"), Utc::now());
+        let claims = set_claims("https://as.example", &event(Kind::User, "u1"), now());
         assert_eq!(
             claims["sub_id"],
             json!({ "format": "iss_sub", "iss": "https://as.example", "sub": "u1" })
@@ -220,7 +224,7 @@ mod tests {
             (Kind::Token, TOKEN_REVOKED),
             (Kind::Client, CLIENT_REVOKED),
         ] {
-            let claims = set_claims("https://as.example", &event(kind, "x"), Utc::now());
+            let claims = set_claims("https://as.example", &event(kind, "x"), now());
             assert!(claims["events"].get(event_type).is_some(), "{kind:?}");
         }
     }

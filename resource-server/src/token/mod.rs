@@ -11,7 +11,9 @@
 
 pub mod cache;
 pub mod extract;
+pub mod feed;
 pub mod jwks;
+pub mod revocations;
 pub mod verify;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub use verify::{Claims, Policy};
 
 use self::cache::VerifiedCache;
 use self::jwks::{JwksCache, Lookup};
+use self::revocations::Revocations;
 use self::verify::VerifyError;
 
 /// Why a request is not authorized, before it becomes an HTTP answer.
@@ -47,6 +50,8 @@ pub enum Failure {
 pub struct TokenValidator {
     pub jwks: Arc<JwksCache>,
     pub policy: Policy,
+    /// What the issuer's revocation feed said (empty when it is off).
+    pub revocations: Revocations,
     cache: VerifiedCache<Claims>,
     clock: Clock,
 }
@@ -64,12 +69,21 @@ const CACHE_CAPACITY: usize = 10_000;
 
 impl TokenValidator {
     pub fn new(jwks: Arc<JwksCache>, policy: Policy) -> Self {
+        // A revocation matters until every token issued before it has
+        // expired: at most the longest lifetime accepted, plus the leeway.
+        let retention = policy.max_lifetime + policy.leeway;
         Self {
             jwks,
+            revocations: Revocations::new(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX)),
             policy,
             cache: VerifiedCache::new(CACHE_CAPACITY),
             clock: Clock::system(),
         }
+    }
+
+    /// The validator's time, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now().timestamp()
     }
 
     /// The same validator judging token times by `clock`.
@@ -87,6 +101,15 @@ impl TokenValidator {
     /// JWKS refetch per interval (on the blocking pool), then the token is
     /// checked again or refused.
     pub async fn validate(&self, token: &str) -> Result<Arc<Claims>, Failure> {
+        let claims = self.verified(token).await?;
+        if self.revocations.refuses(&claims) {
+            return Err(Failure::Invalid("the token has been revoked"));
+        }
+        Ok(claims)
+    }
+
+    /// The token's claims if it is valid, revocation aside.
+    async fn verified(&self, token: &str) -> Result<Arc<Claims>, Failure> {
         let key = VerifiedCache::<Claims>::key(token);
         let now = self.clock.now().timestamp();
         if let Some(claims) = self.cache.get(&key, now, self.policy.leeway)

@@ -49,6 +49,11 @@ pub struct Claims {
     pub jti: String,
     pub exp: i64,
     pub iat: i64,
+    /// The browser session the grant was made in (absent for machine
+    /// tokens); the revocation feed can end it.
+    pub sid: Option<String>,
+    /// The grant (refresh family) the token descends from.
+    pub grant_id: Option<String>,
     /// The key that signed it; a cached verification is only reused while
     /// that key is still published.
     pub kid: String,
@@ -280,8 +285,45 @@ pub fn verify(
         jti,
         exp,
         iat,
+        sid: string(claims, "sid"),
+        grant_id: string(claims, "grant_id"),
         kid: kid.to_owned(),
     })
+}
+
+/// Verifies a Security Event Token of the revocation feed (RFC 8417): the
+/// `typ` must be `secevent+jwt` (so no other JWT of the issuer passes for
+/// one), signed by a key of the issuer's JWKS with that key's algorithm,
+/// and `iss` must be the issuer. Returns its claims.
+pub fn verify_set(
+    token: &str,
+    keys: &KeySet,
+    issuer: &str,
+) -> Result<serde_json::Map<String, Value>, VerifyError> {
+    if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+        return Err(VerifyError::Invalid("malformed event"));
+    }
+    let header = header(token)?;
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
+    if !typ.eq_ignore_ascii_case("secevent+jwt") && !typ.eq_ignore_ascii_case("application/secevent+jwt") {
+        return Err(VerifyError::Invalid("not a security event token"));
+    }
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("none");
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::Invalid("event has no key id"))?;
+    let key = keys
+        .find(kid)
+        .ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()))?;
+    if alg != key.alg {
+        return Err(VerifyError::Invalid("event algorithm does not match its key"));
+    }
+    let (payload, _) = josekit::jwt::decode_with_verifier(token, key.verifier.as_ref())
+        .map_err(|_| VerifyError::Invalid("event signature verification failed"))?;
+    let claims = payload.claims_set();
+    jwt::check_issuer(claims, issuer).map_err(invalid)?;
+    Ok(claims.clone())
 }
 
 #[cfg(test)]

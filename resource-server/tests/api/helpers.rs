@@ -110,6 +110,9 @@ pub fn claims(issuer: &str, sub: &str, scope: &str, roles: &[&str]) -> Value {
 pub struct FakeIssuer {
     pub url: String,
     pub keys: Arc<Mutex<Vec<Value>>>,
+    /// SETs the fake revocation feed serves, in order (the cursor is the
+    /// count already read).
+    pub events: Arc<Mutex<Vec<String>>>,
     pub jwks_requests: Arc<AtomicU64>,
     handle: Option<ServerHandle>,
     thread: Option<JoinHandle<()>>,
@@ -121,13 +124,36 @@ struct IssuerState {
     url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     requests: Arc<AtomicU64>,
+    events: Arc<Mutex<Vec<String>>>,
 }
 
 async fn metadata(state: web::Data<IssuerState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "issuer": state.url,
         "jwks_uri": format!("{}/jwks", state.url),
+        "revocation_feed_endpoint": format!("{}/events", state.url),
     }))
+}
+
+/// A feed that answers like the auth-server's (`POST /events`), briefly
+/// waiting when there is nothing new.
+async fn events(state: web::Data<IssuerState>, body: web::Json<Value>) -> HttpResponse {
+    let cursor: usize = body["cursor"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0);
+    for _ in 0..10 {
+        let all = state.events.lock().expect("events").clone();
+        if all.len() > cursor {
+            let sets: Map<String, Value> = all[cursor..]
+                .iter()
+                .enumerate()
+                .map(|(i, set)| (format!("e{}", cursor + i), Value::from(set.clone())))
+                .collect();
+            return HttpResponse::Ok().json(json!({
+                "sets": sets, "moreAvailable": false, "cursor": all.len().to_string(),
+            }));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    HttpResponse::Ok().json(json!({ "sets": {}, "moreAvailable": false, "cursor": cursor.to_string() }))
 }
 
 async fn jwks(state: web::Data<IssuerState>) -> HttpResponse {
@@ -153,6 +179,7 @@ impl FakeIssuer {
         Self {
             url: format!("http://127.0.0.1:{port}"),
             keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk()).collect())),
+            events: Arc::new(Mutex::new(Vec::new())),
             jwks_requests: Arc::new(AtomicU64::new(0)),
             handle: None,
             thread: None,
@@ -165,12 +192,14 @@ impl FakeIssuer {
             url: self.url.clone(),
             keys: self.keys.clone(),
             requests: self.jwks_requests.clone(),
+            events: self.events.clone(),
         };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .route("/.well-known/oauth-authorization-server", web::get().to(metadata))
                 .route("/jwks", web::get().to(jwks))
+                .route("/events", web::post().to(events))
         })
         .workers(1)
         .disable_signals()

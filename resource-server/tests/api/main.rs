@@ -11,6 +11,7 @@
     dead_code
 )]
 
+mod feed;
 mod helpers;
 mod http;
 mod keys;
