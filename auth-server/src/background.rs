@@ -23,6 +23,7 @@ pub const CLEANUP_BATCH: i64 = 500;
 /// `POLL` for those queued elsewhere (another instance, the CLI).
 pub fn spawn_backchannel(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> {
     actix_web::rt::spawn(async move {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(backchannel::IN_FLIGHT));
         loop {
             tokio::select! {
                 () = state.backchannel_wakeup.notified() => {}
@@ -30,7 +31,7 @@ pub fn spawn_backchannel(state: web::Data<AppState>) -> actix_web::rt::task::Joi
             }
             // Go on while there is work: a batch may not have held it all.
             loop {
-                match backchannel::deliver_due(&state).await {
+                match backchannel::deliver_due(&state, &slots).await {
                     Ok(n) if n > 0 => continue,
                     Ok(_) => break,
                     Err(e) => {

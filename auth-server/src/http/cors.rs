@@ -14,7 +14,8 @@ use crate::state::AppState;
 const POLICY: CorsPolicy = CorsPolicy {
     methods: "GET, POST",
     headers: "authorization, content-type",
-    expose: None,
+    // A browser app reads `/userinfo`'s RFC 6750 challenge.
+    expose: Some("www-authenticate"),
 };
 
 /// Middleware for the CORS-enabled resources: answers preflights and adds

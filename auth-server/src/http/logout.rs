@@ -1,5 +1,9 @@
 //! `GET /logout` and `POST /logout`. The decisions are `policy::logout`'s;
 //! this file reads the cookies and maps the outcome to a page.
+//!
+//! RP-Initiated Logout 1.0 section 2 lets a client send its logout request
+//! as a form POST too: a POST without our `csrf_token` but with its
+//! parameters gets the confirmation page, exactly as the GET would.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -7,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{cookies, pages, query_params, session_cookie};
 use crate::pages::Signed;
 use crate::policy::logout::{self, Outcome, Who};
+use crate::protocol::Params;
 use crate::state::AppState;
 
 fn origin_of(location: &str) -> Vec<String> {
@@ -17,22 +22,43 @@ fn origin_of(location: &str) -> Vec<String> {
         .collect()
 }
 
+/// The parameters of RP-Initiated Logout 1.0 section 2.
+const RP_PARAMETERS: [&str; 6] = [
+    "id_token_hint",
+    "logout_hint",
+    "client_id",
+    "post_logout_redirect_uri",
+    "state",
+    "ui_locales",
+];
+
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    confirm(&req, &state, query_params(&req), req.query_string().to_owned()).await
+}
+
+/// The confirmation page for these logout parameters; `query` carries them
+/// into the form's action.
+async fn confirm(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    params: Params,
+    query: String,
+) -> HttpResponse {
     let confirmation = match logout::confirmation(
-        &state,
-        query_params(&req),
-        session_cookie(&req, &state),
-        cookies::read(&req, state.cookies.login),
+        state,
+        params,
+        session_cookie(req, state),
+        cookies::read(req, state.cookies.login),
     )
     .await
     {
         Ok(confirmation) => confirmation,
         Err(e) => return super::error::unavailable(e),
     };
-    let action = if req.query_string().is_empty() {
+    let action = if query.is_empty() {
         "/logout".to_owned()
     } else {
-        format!("/logout?{}", req.query_string())
+        format!("/logout?{query}")
     };
     let origins = confirmation
         .destination
@@ -65,6 +91,16 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
         Ok(form) => form,
         Err(too_large) => return too_large,
     };
+    if form.get("csrf_token").is_none() && RP_PARAMETERS.iter().any(|p| form.get(p).is_some()) {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for name in RP_PARAMETERS {
+            if let Some(value) = form.get(name) {
+                query.append_pair(name, value);
+            }
+        }
+        let query = query.finish();
+        return confirm(&req, &state, Params::parse(&query), query).await;
+    }
     let outcome = logout::sign_out(
         &state,
         query_params(&req),

@@ -344,8 +344,8 @@ impl KeySet {
     /// The claims of an ID token we signed with a key that is still
     /// published and whose `iss` is `issuer`: an `id_token_hint`. Its times
     /// are not checked (a hint may be an expired ID token, OIDC Core
-    /// section 3.1.2.1), but its `typ` must be an ID token's, so an access
-    /// or logout token is never taken for one.
+    /// section 3.1.2.1), but its `typ` must be an ID token's (`JWT`, as we
+    /// sign them), so no other token of ours is ever taken for one.
     pub fn verify_id_token(
         &self,
         token: &str,
@@ -360,7 +360,7 @@ impl KeySet {
                 .map(|k| &k.material.verifier as &dyn josekit::jws::JwsVerifier))
         })
         .ok()?;
-        if header.token_type().is_some_and(|t| t != JwtType::Id.header()) {
+        if header.token_type() != Some(JwtType::Id.header()) {
             return None;
         }
         let claims = payload.claims_set();

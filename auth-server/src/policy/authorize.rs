@@ -117,7 +117,14 @@ fn decide(
             .as_ref()
             .and_then(oidc::hint_from_claims)
         {
-            Some(hint) => Some(hint.subject),
+            // Only the client's own ID token: another client's would let it
+            // ask, silently, whether that client's user is signed in here.
+            Some(hint) if hint.client_id == target.client.client_id => Some(hint.subject),
+            Some(_) => {
+                return Ok(refuse(OAuthError::InvalidRequest(
+                    "id_token_hint was issued to another client",
+                )));
+            }
             None => {
                 return Ok(refuse(OAuthError::InvalidRequest(
                     "id_token_hint is not an ID token issued here",

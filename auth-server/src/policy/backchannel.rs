@@ -24,8 +24,13 @@ use crate::storage::{self, backchannel::Pending};
 /// Attempts per Logout Token before it is given up (about half an hour).
 pub const MAX_ATTEMPTS: i32 = 8;
 
-/// How long one POST may take.
+/// How long one POST may take, and its connection.
 const TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Rows of one client claimed at a time: a client whose endpoint hangs
+/// holds up only its own Logout Tokens.
+const PER_CLIENT: i64 = 2;
 
 /// How often each instance looks at the queue (a logout on this
 /// instance wakes it at once).
@@ -34,8 +39,9 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// Rows one instance claims at a time.
 const BATCH: i64 = 20;
 
-/// How long a claimed row is this instance's: longer than a delivery can
-/// take, so a row is only retried elsewhere when this instance died.
+/// How long a claimed row is this instance's: far longer than a batch can
+/// take (its rows are sent at once, each within `TIMEOUT`), so a row is
+/// only retried elsewhere when this instance died.
 const LEASE_SECONDS: i64 = 60;
 
 /// The wait after failed attempt `attempt` (from 1): 2 s, tripled each
@@ -52,18 +58,40 @@ enum Outcome {
     Failed,
 }
 
-/// Delivers the Logout Tokens that are due; returns how many rows it
-/// worked on (0 when there was nothing to do).
-pub async fn deliver_due(state: &Arc<AppState>) -> Result<usize, StoreError> {
+/// Deliveries in flight at once on one instance.
+pub const IN_FLIGHT: usize = 32;
+
+/// Claims the Logout Tokens that are due and starts delivering each on its
+/// own task, at most `IN_FLIGHT` at a time (`slots`): a slow endpoint holds
+/// a slot for one timeout and never the others' deliveries. Returns how
+/// many rows it claimed (0 when there was nothing to do or no free slot).
+pub async fn deliver_due(
+    state: &Arc<AppState>,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> Result<usize, StoreError> {
+    let free = slots.available_permits().min(usize::try_from(BATCH).unwrap_or(0));
+    if free == 0 {
+        return Ok(0);
+    }
     let now = state.clock.now();
     let lease = now + chrono::Duration::seconds(LEASE_SECONDS);
+    let limit = i64::try_from(free).unwrap_or(BATCH);
     let due = storage::run(&state.pool, move |store| {
-        storage::backchannel::claim_due(store.conn, now, lease, BATCH)
+        storage::backchannel::claim_due(store.conn, now, lease, limit, PER_CLIENT)
     })
     .await?;
     let count = due.len();
     for pending in due {
-        deliver(state, pending).await?;
+        let Ok(permit) = Arc::clone(slots).acquire_owned().await else {
+            break;
+        };
+        let state = Arc::clone(state);
+        tokio::task::spawn_local(async move {
+            if let Err(e) = deliver(&state, pending).await {
+                tracing::warn!(error = %e, "back-channel logout delivery could not be recorded; it is retried after its lease");
+            }
+            drop(permit);
+        });
     }
     Ok(count)
 }
@@ -105,7 +133,7 @@ async fn finish(
     pending: &Pending,
     outcome: Option<Outcome>,
 ) -> Result<(), StoreError> {
-    let id = pending.id;
+    let claim = pending.clone();
     let retry = match outcome {
         Some(Outcome::Failed) if pending.attempts < MAX_ATTEMPTS => {
             Some(state.clock.now() + backoff(pending.attempts))
@@ -131,8 +159,8 @@ async fn finish(
         None => {}
     }
     storage::run(&state.pool, move |store| match retry {
-        Some(at) => storage::backchannel::retry_at(store.conn, id, at),
-        None => storage::backchannel::remove(store.conn, id),
+        Some(at) => storage::backchannel::retry_at(store.conn, &claim, at),
+        None => storage::backchannel::remove(store.conn, &claim),
     })
     .await
 }
@@ -146,6 +174,7 @@ fn post(uri: &str, token: &str) -> Result<(), String> {
         .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
         .tls_config(tls)
         .max_redirects(0)
         .http_status_as_error(false)

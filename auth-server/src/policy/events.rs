@@ -43,7 +43,7 @@ pub async fn poll(state: &Arc<AppState>, poll: Poll) -> Result<Batch, StoreError
         if found.is_empty() && !waited_enough {
             tokio::select! {
                 () = state.events_wakeup.notified() => {}
-                () = actix_web::rt::time::sleep(RECHECK) => {}
+                () = tokio::time::sleep(RECHECK) => {}
             }
             continue;
         }

@@ -80,11 +80,17 @@ pub fn parse_request(params: &Params, openid: bool, require_nonce: bool) -> Resu
     let prompt = parse_prompt(params.get("prompt"))?;
     let max_age = match params.get("max_age") {
         None => None,
-        Some(v) => Some(
+        // Digits only (`u32::from_str` would take a leading `+`).
+        Some(v) if !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()) => Some(
             v.parse::<u32>()
                 .map_err(|_| OAuthError::InvalidRequest("max_age must be a whole number of seconds"))?
                 .into(),
         ),
+        Some(_) => {
+            return Err(OAuthError::InvalidRequest(
+                "max_age must be a whole number of seconds",
+            ));
+        }
     };
     let nonce = params.get("nonce").map(str::to_owned);
     if nonce
@@ -400,7 +406,7 @@ mod tests {
     #[test]
     fn max_age_must_be_a_whole_number() {
         assert_eq!(parse("max_age=0").unwrap().max_age, Some(0));
-        for bad in ["-1", "1.5", "x", "1e3"] {
+        for bad in ["-1", "1.5", "x", "1e3", "+5", "9999999999"] {
             assert!(parse(&format!("max_age={bad}")).is_err(), "{bad}");
         }
     }

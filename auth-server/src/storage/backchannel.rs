@@ -70,45 +70,68 @@ pub struct Pending {
     /// `None` when the client no longer has one: the row is dropped.
     #[diesel(sql_type = Nullable<Text>)]
     pub uri: Option<String>,
+    /// Until when this claim is ours: the row is only removed or
+    /// rescheduled by the instance whose lease it still carries.
+    #[diesel(sql_type = Timestamptz)]
+    pub lease_until: DateTime<Utc>,
 }
 
-/// Claims up to `limit` due rows for this instance until `lease_until`.
+/// Claims up to `limit` due rows for this instance until `lease_until`,
+/// at most `per_client` of any one client (so a client whose endpoint
+/// hangs cannot hold up the others' Logout Tokens), oldest first.
 pub fn claim_due(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
+    per_client: i64,
 ) -> Result<Vec<Pending>, StoreError> {
     Ok(diesel::sql_query(
         "UPDATE backchannel_logouts b
             SET attempts = b.attempts + 1, next_attempt_at = $2
            FROM clients c
           WHERE c.client_id = b.client_id
-            AND b.id IN (SELECT id FROM backchannel_logouts
-                          WHERE next_attempt_at <= $1
-                          ORDER BY next_attempt_at
-                          LIMIT $3
-                          FOR UPDATE SKIP LOCKED)
-      RETURNING b.id, b.client_id, b.subject, b.sid, b.attempts, c.backchannel_logout_uri AS uri",
+            AND b.id IN (
+                SELECT id FROM (
+                    SELECT id, next_attempt_at,
+                           row_number() OVER (PARTITION BY client_id ORDER BY next_attempt_at) AS nth
+                      FROM backchannel_logouts
+                     WHERE next_attempt_at <= $1) AS due
+                 WHERE due.nth <= $4
+                 ORDER BY due.next_attempt_at
+                 LIMIT $3)
+            AND b.next_attempt_at <= $1
+      RETURNING b.id, b.client_id, b.subject, b.sid, b.attempts, c.backchannel_logout_uri AS uri,
+                b.next_attempt_at AS lease_until",
     )
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(lease_until)
     .bind::<diesel::sql_types::BigInt, _>(limit)
+    .bind::<diesel::sql_types::BigInt, _>(per_client)
     .load(conn)?)
 }
 
-/// Removes a row: delivered, or given up.
-pub fn remove(conn: &mut PgConnection, id: Uuid) -> Result<(), StoreError> {
+/// Removes a row (delivered, or given up) if this claim still holds it.
+pub fn remove(conn: &mut PgConnection, claim: &Pending) -> Result<(), StoreError> {
     use super::schema::backchannel_logouts;
-    diesel::delete(backchannel_logouts::table.find(id)).execute(conn)?;
+    diesel::delete(
+        backchannel_logouts::table
+            .find(claim.id)
+            .filter(backchannel_logouts::next_attempt_at.eq(claim.lease_until)),
+    )
+    .execute(conn)?;
     Ok(())
 }
 
-/// Schedules the next attempt.
-pub fn retry_at(conn: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+/// Schedules the next attempt, if this claim still holds the row.
+pub fn retry_at(conn: &mut PgConnection, claim: &Pending, at: DateTime<Utc>) -> Result<(), StoreError> {
     use super::schema::backchannel_logouts;
-    diesel::update(backchannel_logouts::table.find(id))
-        .set(backchannel_logouts::next_attempt_at.eq(at))
-        .execute(conn)?;
+    diesel::update(
+        backchannel_logouts::table
+            .find(claim.id)
+            .filter(backchannel_logouts::next_attempt_at.eq(claim.lease_until)),
+    )
+    .set(backchannel_logouts::next_attempt_at.eq(at))
+    .execute(conn)?;
     Ok(())
 }

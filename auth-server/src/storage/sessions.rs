@@ -176,18 +176,41 @@ impl SessionStore for PgStore<'_> {
 /// The revocation feed gets the session's end last (`events`), so offline
 /// validators refuse the access tokens issued through it.
 pub fn end(conn: &mut PgConnection, id_hash: &[u8], now: DateTime<Utc>) -> Result<usize, StoreError> {
-    conn.transaction(|conn| {
-        let sid: Option<Uuid> =
-            diesel::delete(browser_sessions::table.filter(browser_sessions::id_hash.eq(id_hash)))
-                .returning(browser_sessions::sid)
-                .get_result(conn)
-                .optional()?;
-        super::grants::expire_session_codes(conn, id_hash)?;
-        super::backchannel::enqueue(conn, super::backchannel::Ended::Session(id_hash), now)?;
-        let revoked = super::grants::revoke_session_families(conn, id_hash, now)?;
-        super::events::record_session_end(conn, id_hash, sid, now)?;
-        Ok(revoked)
-    })
+    conn.transaction(|conn| end_in(conn, id_hash, now))
+}
+
+/// [`end`] inside the caller's transaction.
+fn end_in(conn: &mut PgConnection, id_hash: &[u8], now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let sid: Option<Uuid> =
+        diesel::delete(browser_sessions::table.filter(browser_sessions::id_hash.eq(id_hash)))
+            .returning(browser_sessions::sid)
+            .get_result(conn)
+            .optional()?;
+    super::grants::expire_session_codes(conn, id_hash)?;
+    super::backchannel::enqueue(conn, super::backchannel::Ended::Session(id_hash), now)?;
+    let revoked = super::grants::revoke_session_families(conn, id_hash, now)?;
+    super::events::record_session_end(conn, id_hash, sid, now)?;
+    Ok(revoked)
+}
+
+/// Whose the browser's previous session was, and its `sid` if its row is
+/// still there; a row already swept away is known by its grants.
+fn previous_owner(conn: &mut PgConnection, old: &[u8]) -> Result<Option<(Uuid, Option<Uuid>)>, StoreError> {
+    use super::schema::token_families;
+    let row: Option<(Uuid, Uuid)> = browser_sessions::table
+        .filter(browser_sessions::id_hash.eq(old))
+        .select((browser_sessions::user_id, browser_sessions::sid))
+        .first(conn)
+        .optional()?;
+    if let Some((user, sid)) = row {
+        return Ok(Some((user, Some(sid))));
+    }
+    let user: Option<Uuid> = token_families::table
+        .filter(token_families::session_hash.eq(old))
+        .select(token_families::user_id)
+        .first(conn)
+        .optional()?;
+    Ok(user.map(|u| (u, None)))
 }
 
 /// A session a successful password check starts.
@@ -199,7 +222,8 @@ pub struct Start {
     /// The sign-in throttle key to clear.
     pub throttle_key: String,
     pub session_hash: Vec<u8>,
-    /// The browser's previous session, whose grants move to the new one.
+    /// The browser's previous session: its grants move to the new one when
+    /// the same user signs in again; another user's sign-in ends it.
     pub replaces: Option<Vec<u8>>,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -217,16 +241,17 @@ pub fn start(conn: &mut PgConnection, start: &Start) -> Result<bool, StoreError>
         }
         super::throttle::clear(conn, &start.throttle_key)?;
         // Signing in again in the same browser is the same session to the
-        // clients (OIDC `sid`), with a new `auth_time`; signing in as
-        // another user is not.
-        let inherited = match &start.replaces {
-            Some(old) => browser_sessions::table
-                .filter(browser_sessions::id_hash.eq(old))
-                .filter(browser_sessions::user_id.eq(start.user_id))
-                .select(browser_sessions::sid)
-                .first(conn)
-                .optional()?,
+        // clients (OIDC `sid`), with a new `auth_time`, and its grants move
+        // to the new session. Signing in as another user ends the previous
+        // user's session as a logout would (their clients are told, their
+        // grants revoked): a shared browser keeps nothing of theirs.
+        let previous = match &start.replaces {
+            Some(old) => previous_owner(conn, old)?,
             None => None,
+        };
+        let inherited = match &previous {
+            Some((user, sid)) if *user == start.user_id => *sid,
+            _ => None,
         };
         create(
             conn,
@@ -236,9 +261,13 @@ pub fn start(conn: &mut PgConnection, start: &Start) -> Result<bool, StoreError>
             start.now,
             start.expires_at,
         )?;
-        if let Some(old) = &start.replaces {
-            super::grants::rebind_session(conn, old, &start.session_hash)?;
-            delete(conn, old)?;
+        if let (Some(old), Some((user, _))) = (&start.replaces, previous) {
+            if user == start.user_id {
+                super::grants::rebind_session(conn, old, &start.session_hash)?;
+                delete(conn, old)?;
+            } else {
+                end_in(conn, old, start.now)?;
+            }
         }
         Ok(true)
     })

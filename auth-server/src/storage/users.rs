@@ -229,14 +229,17 @@ fn end_grants(
     let sessions = if reach == Reach::Families {
         0
     } else {
-        // The user's sessions end: their clients get Logout Tokens.
-        super::backchannel::enqueue(conn, super::backchannel::Ended::User(user_id), now)?;
         diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(user_id))).execute(conn)?
     };
     let codes = if reach == Reach::Families {
         0
     } else {
-        expire_codes(conn, user_id)?
+        let codes = expire_codes(conn, user_id)?;
+        // The user's sessions end: their clients get Logout Tokens. After
+        // the codes, which waited for any exchange holding one, so the
+        // grant such an exchange just created is seen too.
+        super::backchannel::enqueue(conn, super::backchannel::Ended::User(user_id), now)?;
+        codes
     };
     let families = diesel::update(
         token_families::table
@@ -376,11 +379,12 @@ pub fn delete(
         // In logout's order (see `end_grants`); deleting the user row at the
         // end waits for anything still being stored for them, and its
         // foreign keys take that with it.
-        super::backchannel::enqueue(conn, super::backchannel::Ended::User(id), now)?;
         let sessions =
             diesel::delete(browser_sessions::table.filter(browser_sessions::user_id.eq(id))).execute(conn)?;
         diesel::delete(authorization_codes::table.filter(authorization_codes::user_id.eq(id)))
             .execute(conn)?;
+        // Before the grants go, after any exchange holding a code is done.
+        super::backchannel::enqueue(conn, super::backchannel::Ended::User(id), now)?;
         let families =
             diesel::delete(token_families::table.filter(token_families::user_id.eq(id))).execute(conn)?;
         let consents = diesel::delete(consents::table.filter(consents::user_id.eq(id))).execute(conn)?;

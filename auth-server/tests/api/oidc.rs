@@ -1004,3 +1004,137 @@ fn cli_registers_and_changes_the_backchannel_logout_uri_and_require_nonce() {
     );
     bad.assert_one_line_error("back-channel logout URI");
 }
+
+#[test]
+fn backchannel_logout_a_client_whose_endpoint_hangs_does_not_hold_up_the_others() {
+    let app = spawn_app();
+    app.create_user("alice", &["user"]);
+    // Accepts connections and never answers.
+    let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_uri = format!("http://{}/logout", blackhole.local_addr().unwrap());
+    let held: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in blackhole.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let dead = oidc_client(&app, false, |r| r.backchannel_logout_uri = Some(dead_uri.clone()));
+    let receiver = Receiver::start();
+    let alive = backchannel_client(&app, &receiver);
+    let mut browsers = Vec::new();
+    for _ in 0..3 {
+        let mut browser = app.browser();
+        sign_in_with(&app, &mut browser, &dead, &openid(&[]));
+        sign_in_with(&app, &mut browser, &alive, &openid(&[]));
+        browsers.push(browser);
+    }
+    let started = std::time::Instant::now();
+    for browser in &mut browsers {
+        let page = browser.get("/logout");
+        let csrf = page.input_value("csrf_token").unwrap();
+        browser.post_form("/logout", &[("csrf_token", &csrf)]);
+    }
+    let delivered = eventually(Duration::from_secs(4), || {
+        (receiver.tokens().len() >= 3).then_some(())
+    });
+    assert!(
+        delivered.is_some(),
+        "after {:?} the healthy client had {} of 3 tokens",
+        started.elapsed(),
+        receiver.tokens().len()
+    );
+}
+
+#[test]
+fn core_3_1_2_1_an_id_token_hint_of_another_client_is_refused() {
+    let app = spawn_app();
+    app.create_user("alice", &["user"]);
+    let first = oidc_client(&app, false, |_| {});
+    let tracker = oidc_client(&app, true, |_| {});
+    let mut browser = app.browser();
+    let id_token = sign_in_with(&app, &mut browser, &first, &openid(&[]))["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, challenge) = pkce();
+    let probe = authorize_url(
+        &tracker,
+        &challenge,
+        &openid(&[
+            ("prompt", "none"),
+            ("id_token_hint", Box::leak(id_token.into_boxed_str())),
+        ]),
+    );
+    let back = redirect_of(&app, &mut browser, &probe);
+    assert_eq!(query_value(&back, "error").as_deref(), Some("invalid_request"));
+}
+
+#[test]
+fn rp_initiated_logout_2_a_form_post_from_the_client_gets_the_confirmation_page() {
+    let app = spawn_app();
+    app.create_user("alice", &["user"]);
+    let client = oidc_client(&app, false, |r| r.name = "Notes Web".into());
+    let mut browser = app.browser();
+    let tokens = sign_in_with(&app, &mut browser, &client, &openid(&[]));
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let page = browser.post_form(
+        "/logout",
+        &[
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", &format!("{SPA_ORIGIN}/")),
+            ("state", "bye"),
+        ],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<strong>Notes Web</strong> asks you to sign out."),
+        "{}",
+        page.body
+    );
+    let csrf = page.input_value("csrf_token").unwrap();
+    let done = browser.post_form(&page.form_action().unwrap(), &[("csrf_token", &csrf)]);
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        done.header("location"),
+        Some(format!("{SPA_ORIGIN}/?state=bye").as_str())
+    );
+}
+
+#[test]
+fn backchannel_logout_another_user_signing_in_in_the_same_browser_ends_the_first_users_session() {
+    let app = spawn_app();
+    app.create_user("alice", &["user"]);
+    app.create_user("bob", &["user"]);
+    let receiver = Receiver::start();
+    let client = backchannel_client(&app, &receiver);
+    let mut browser = app.browser();
+    let alices = sign_in_with(&app, &mut browser, &client, &openid(&[]));
+    // Bob signs in in the same browser.
+    let (_, challenge) = pkce();
+    let reply = browser.get(&authorize_url(
+        &client,
+        &challenge,
+        &openid(&[("prompt", "login")]),
+    ));
+    let page = browser.get(reply.header("location").unwrap());
+    let csrf = page.input_value("csrf_token").unwrap();
+    let signed_in = browser.post_form(
+        &page.form_action().unwrap(),
+        &[("username", "bob"), ("password", PASSWORD), ("csrf_token", &csrf)],
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let received = receiver.wait_for(1);
+    check_logout_token(
+        &app,
+        &received[0],
+        &client,
+        &jwt_claims(alices["id_token"].as_str().unwrap()),
+    );
+    assert_oauth_error(
+        &app.refresh(&client, alices["refresh_token"].as_str().unwrap()),
+        400,
+        "invalid_grant",
+    );
+}
