@@ -6,6 +6,7 @@
 //! ```text
 //! cargo build --release -p auth-server -p resource-server -p e2e
 //! target/release/bench [--seconds 5]
+//! target/release/bench --feed [--seconds 5]   # the revocation feed (issue 15)
 //! ```
 //!
 //! Run on demand, not in CI: the numbers depend on the machine (see
@@ -489,6 +490,20 @@ fn main() {
         );
         return;
     }
+    if std::env::args().any(|a| a == "--feed") {
+        feed(&FeedBench {
+            auth_env: &auth_env,
+            auth_db_url: auth_db.url(),
+            resource_db_url: resource_db.url(),
+            issuer: &issuer,
+            audience: &audience,
+            api_off: format!("127.0.0.1:{resource_port}"),
+            spa_id: &spa_id,
+            chains: &chains,
+            seconds,
+        });
+        return;
+    }
     let access = chains[0]["access_token"].as_str().unwrap().to_owned();
     let refresh_tokens: Vec<String> = chains
         .iter()
@@ -969,5 +984,156 @@ fn soak(plan: &Soak, auth: &Server, resource: &Server) {
         samples.len(),
         growth(warm.1, last.1),
         growth(warm.2, last.2)
+    );
+}
+
+/// What the revocation-feed benchmark needs from the common setup.
+struct FeedBench<'a> {
+    auth_env: &'a [(&'static str, String)],
+    auth_db_url: String,
+    resource_db_url: String,
+    issuer: &'a str,
+    audience: &'a str,
+    /// The resource server without the feed: today's figure.
+    api_off: String,
+    spa_id: &'a str,
+    chains: &'a [serde_json::Value],
+    seconds: u64,
+}
+
+/// Issue 15: `GET /api/me` with the feed on and 10,000 revocations held,
+/// next to the same server without the feed, in alternating runs; then the
+/// delay from an RFC 7009 revocation to the resource server's refusal over
+/// 100 trials.
+fn feed(bench: &FeedBench<'_>) {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    let events: serde_json::Value = serde_json::from_str(&cli(
+        &[
+            "client",
+            "create",
+            "--name",
+            "api",
+            "--confidential",
+            "--allow-events",
+        ],
+        bench.auth_env,
+        None,
+    ))
+    .unwrap();
+    let mut conn = diesel::PgConnection::establish(&bench.auth_db_url).expect("auth database");
+    diesel::sql_query(
+        "INSERT INTO revocation_events (jti, kind, subject, revoked_at)
+         SELECT gen_random_uuid(), 'grant', gen_random_uuid()::text, now() FROM generate_series(1, 10000)",
+    )
+    .execute(&mut conn)
+    .expect("10,000 revocations");
+    let port = free_port();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let _on = spawn(
+        "resource-server",
+        &["serve"],
+        &[
+            ("RESOURCE_DATABASE_URL", bench.resource_db_url.clone()),
+            ("RESOURCE_LISTEN", format!("127.0.0.1:{port}")),
+            ("RESOURCE_ADMIN_LISTEN", admin.clone()),
+            ("RESOURCE_ISSUER", bench.issuer.to_owned()),
+            ("RESOURCE_AUDIENCE", bench.audience.to_owned()),
+            ("RESOURCE_LOG_FORMAT", "json".to_owned()),
+            (
+                "RESOURCE_EVENTS_CLIENT_ID",
+                events["client_id"].as_str().unwrap().to_owned(),
+            ),
+            (
+                "RESOURCE_EVENTS_CLIENT_SECRET",
+                events["client_secret"].as_str().unwrap().to_owned(),
+            ),
+            (
+                "RESOURCE_WORKERS",
+                std::env::var("BENCH_WORKERS").unwrap_or_else(|_| "0".to_owned()),
+            ),
+        ],
+    );
+    wait_healthy(&format!("http://{admin}/healthz"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let metrics = http().get(&format!("http://{admin}/metrics"), None).body;
+        let held = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("resource_revocations_held "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if held >= 10_000.0 || Instant::now() > deadline {
+            break held;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("the resource server with the feed holds {held:.0} revocations");
+    let api_on = format!("127.0.0.1:{port}");
+    let access = bench.chains[0]["access_token"].as_str().unwrap().to_owned();
+    let me = Load::Get {
+        path: "/api/me".into(),
+        bearer: Some(access),
+    };
+    println!("\n| run | /api/me without the feed (req/s) | with the feed, 10,000 held (req/s) | ratio |");
+    println!("| ---: | ---: | ---: | ---: |");
+    let (mut off_sum, mut on_sum) = (0.0, 0.0);
+    for round in 1..=3 {
+        let _warm = run(&bench.api_off, &me, 8, 1);
+        let off = run(&bench.api_off, &me, 64, bench.seconds);
+        let _warm = run(&api_on, &me, 8, 1);
+        let on = run(&api_on, &me, 64, bench.seconds);
+        assert_eq!(off.errors + on.errors, 0, "every /api/me answered 200");
+        off_sum += off.rps;
+        on_sum += on.rps;
+        println!(
+            "| {round} | {:.0} | {:.0} | {:.1} % |",
+            off.rps,
+            on.rps,
+            100.0 * on.rps / off.rps
+        );
+    }
+    println!("mean: with the feed {:.1} % of without", 100.0 * on_sum / off_sum);
+
+    // Revocation to refusal: refresh a chain for a fresh access token, see
+    // it accepted, revoke it (RFC 7009), then poll until it is refused.
+    let mut refresh = bench.chains[1]["refresh_token"].as_str().unwrap().to_owned();
+    let mut delays = Vec::new();
+    for _ in 0..100 {
+        let reply = http().post_form(
+            &format!("{}/token", bench.issuer),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("client_id", bench.spa_id),
+            ],
+            None,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let tokens = reply.json();
+        refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let me_url = format!("http://{api_on}/api/me");
+        assert_eq!(http().get(&me_url, Some(&access)).status, 200);
+        let started = Instant::now();
+        let revoked = http().post_form(
+            &format!("{}/revoke", bench.issuer),
+            &[("token", &access), ("client_id", bench.spa_id)],
+            None,
+        );
+        assert_eq!(revoked.status, 200);
+        while http().get(&me_url, Some(&access)).status != 401 {
+            assert!(started.elapsed() < Duration::from_secs(10), "never refused");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        delays.push(started.elapsed());
+    }
+    delays.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "revocation to refusal over {} trials: median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        delays.len(),
+        ms(delays[delays.len() / 2]),
+        ms(delays[delays.len() * 9 / 10]),
+        ms(delays[delays.len() - 1])
     );
 }
