@@ -103,7 +103,8 @@ impl ClientRegistration {
             (&self.scopes, "scope"),
             (&self.audiences, "audience"),
         ] {
-            if list.is_empty() {
+            // A feed reader may have no grant at all.
+            if list.is_empty() && !(what == "grant type" && self.allow_events) {
                 return Err(invalid(format!("a client keeps at least one {what}")));
             }
         }
@@ -140,6 +141,10 @@ impl ClientRegistration {
         let grant_types: BTreeSet<GrantType> = if self.grant_types.is_empty() {
             if !redirect_uris.is_empty() {
                 [GrantType::AuthorizationCode, GrantType::RefreshToken].into()
+            } else if self.allow_events {
+                // A resource server reading the revocation feed needs no
+                // tokens: a leaked feed secret mints none.
+                BTreeSet::new()
             } else if kind == ClientKind::Confidential {
                 [GrantType::ClientCredentials].into()
             } else {
@@ -271,6 +276,24 @@ mod tests {
             first_party: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_feed_reader_gets_no_grant_unless_asked() {
+        let reader = ClientRegistration {
+            name: "api".into(),
+            confidential: true,
+            allow_events: true,
+            ..Default::default()
+        }
+        .check("aud")
+        .unwrap();
+        assert!(reader.client.grant_types.is_empty());
+        assert!(
+            ClientRegistration::of(&reader.client)
+                .recheck(&reader.client)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct AppState {
     /// Wakes the revocation feed's long polls when this instance recorded
     /// an event (others' are found by polling the table).
     pub events_wakeup: tokio::sync::Notify,
+    /// The revocation feed's SETs, signed once per key.
+    pub signed_events: crate::keys::SignedCache,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
             verified: VerifiedTokens::new(VERIFIED_CAPACITY),
             backchannel_wakeup: tokio::sync::Notify::new(),
             events_wakeup: tokio::sync::Notify::new(),
+            signed_events: crate::keys::SignedCache::default(),
         })
     }
 }

@@ -126,7 +126,10 @@ impl Application {
             },
             metrics: Arc::clone(&metrics),
             pool: pool.clone(),
-            ready: Some(Arc::new(move || ready_jwks.keys().is_some())),
+            ready: Some({
+                let feed = feed.as_ref().map(|f| Arc::clone(&f.status));
+                Arc::new(move || ready_jwks.keys().is_some() && feed.as_ref().is_none_or(|f| f.caught_up()))
+            }),
             health,
             drain: settings.drain,
         };

@@ -43,10 +43,18 @@ struct Running {
 
 impl Running {
     fn stop(&mut self) {
+        // Once: a stopped server's handle may never answer again.
+        if self.thread.is_none() {
+            return;
+        }
         let (server, admin) = self.handles.clone();
+        // A server whose system has already ended may never answer `stop`.
         actix_web::rt::System::new().block_on(async {
-            server.stop(false).await;
-            admin.stop(false).await;
+            let stop = async {
+                server.stop(false).await;
+                admin.stop(false).await;
+            };
+            let _ = actix_web::rt::time::timeout(std::time::Duration::from_secs(15), stop).await;
         });
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -316,9 +324,28 @@ impl Stack {
         )
     }
 
+    /// Stops the auth-server (its database stays).
+    pub fn stop_auth(&mut self) {
+        self.auth_running.stop();
+    }
+
     /// Starts one more resource server on the stack's database with
-    /// `extra` settings, and waits until it has the issuer's keys.
+    /// `extra` settings, and waits until it is ready (`/readyz`).
     pub fn start_resource(&self, extra: &[(&'static str, String)]) -> ResourceInstance {
+        let instance = self.start_resource_unready(extra);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http().get(&format!("{}/readyz", instance.admin), None).status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the resource server never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        instance
+    }
+
+    /// [`Stack::start_resource`] without waiting for it to be ready.
+    pub fn start_resource_unready(&self, extra: &[(&'static str, String)]) -> ResourceInstance {
         let mut resource_env = env(&[
             ("RESOURCE_DATABASE_URL", self.resource_db.url()),
             ("RESOURCE_LISTEN", "127.0.0.1:0".into()),
@@ -344,23 +371,14 @@ impl Stack {
         let thread = std::thread::spawn(move || {
             let _ = actix_web::rt::System::new().block_on(app.run_until_stopped());
         });
-        let instance = ResourceInstance {
+        ResourceInstance {
             api,
             admin,
             running: Running {
                 handles,
                 thread: Some(thread),
             },
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http().get(&format!("{}/readyz", instance.admin), None).status != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "the resource server never loaded the issuer's keys"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        instance
     }
 }
 

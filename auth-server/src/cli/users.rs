@@ -120,12 +120,14 @@ pub fn run(settings: &Settings, command: UserCommand) -> Result<(), CliError> {
                 .ok_or_else(|| no_such_user(&args.username))?;
             let username = Username::parse(&user.username).map_err(CliError)?;
             let hash = super::new_password_hash(settings, &username)?;
+            // The time of the change is after the password was read and
+            // hashed: tokens issued until then are the ones it ends.
             changed(
                 &mut conn,
                 &user.username,
                 Change::Password(&hash),
                 Event::UserPasswordChanged,
-                now,
+                Clock::system().now(),
             )
         }
         UserCommand::SetRoles(args) => {

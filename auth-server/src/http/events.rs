@@ -1,8 +1,10 @@
 //! `POST /events`: the revocation feed (`policy::events`). Callers are
 //! confidential clients registered with `--allow-events`, authenticated
 //! with HTTP Basic (the body is the JSON poll request of RFC 8936 section
-//! 2.4, so `client_secret_post` has nowhere to go); others get 401
-//! `invalid_client`. Failures count against the same limits as `/token`.
+//! 2.4, so `client_secret_post` has nowhere to go): a failed
+//! authentication is 401 `invalid_client`, another client 400
+//! `unauthorized_client`. Failures count against the address's limit as at
+//! `/token`; the client's own limit never locks the feed (`admit_with`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,7 +26,7 @@ pub async fn events(
         .await
         .ok_or(OAuthError::InvalidRequest("the request body is too large"))?;
     let params = Params::default();
-    let guard = limits::admit(&req, &state, &params)?;
+    let guard = limits::admit_with(&req, &state, &params, false)?;
     let result = answer(&req, &state, &params, &body).await;
     guard.settle(&state, &result).await;
     result
@@ -38,13 +40,20 @@ async fn answer(
 ) -> Result<HttpResponse, OAuthJson> {
     let client = authenticated_client(req, state, params).await?;
     if client.kind != ClientKind::Confidential || !client.allow_events {
-        return Err(OAuthError::InvalidClient {
-            used_basic: req.headers().contains_key(header::AUTHORIZATION),
-        }
-        .into());
+        // Authenticated, so not counted as a failed secret.
+        return Err(OAuthError::UnauthorizedClient("the client may not read the revocation feed").into());
     }
     let poll = crate::protocol::events::parse_poll(body)?;
-    let batch = events::poll(state, poll).await.map_err(OAuthError::from_store)?;
+    let batch = match events::poll(state, poll).await {
+        Ok(batch) => batch,
+        Err(events::Refusal::CursorAhead) => {
+            return Err(OAuthError::InvalidRequest(
+                "the cursor is ahead of this feed; read it from the start",
+            )
+            .into());
+        }
+        Err(events::Refusal::Store(e)) => return Err(OAuthError::from_store(e).into()),
+    };
     let sets: Map<String, Value> = batch
         .sets
         .into_iter()

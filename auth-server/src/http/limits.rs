@@ -40,6 +40,20 @@ fn slow_down(wait: std::time::Duration) -> OAuthJson {
 /// Admits a request, or refuses it with 429 when its address or client is
 /// known to be over its limit.
 pub fn admit(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Guard, OAuthJson> {
+    admit_with(req, state, params, true)
+}
+
+/// [`admit`]; with `client_limit` false only the address's limit can
+/// refuse (its failures still count against the client). The revocation
+/// feed uses this: anyone who knows a resource server's client id could
+/// otherwise spend its allowance with wrong secrets and stall the feed,
+/// and its 256-bit secret is not guessable whatever the rate.
+pub fn admit_with(
+    req: &HttpRequest,
+    state: &AppState,
+    params: &Params,
+    client_limit: bool,
+) -> Result<Guard, OAuthJson> {
     let ip = client_ip(req, &state.settings.trusted_proxies);
     state.limits.admit_request(ip).map_err(slow_down)?;
     let authorization = req
@@ -60,7 +74,7 @@ pub fn admit(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Gua
     let client_key = guard
         .client_id
         .as_deref()
-        .filter(|_| guard.with_secret)
+        .filter(|_| guard.with_secret && client_limit)
         .map(limits::client_key);
     let mut keys = vec![guard.ip_key.as_str()];
     keys.extend(client_key.as_deref());

@@ -470,6 +470,42 @@ impl crate::protocol::introspect::AccessTokenVerifier for CachingVerifier<'_> {
     }
 }
 
+/// Signed tokens kept by a key of their own (the revocation feed's SETs,
+/// by event `jti`): each is signed once per signing key, however many
+/// readers ask for it. Bounded; past the bound it starts again.
+#[derive(Debug, Default)]
+pub struct SignedCache(std::sync::Mutex<HashMap<uuid::Uuid, (String, String)>>);
+
+/// Signed tokens a [`SignedCache`] keeps at most.
+const SIGNED_CAPACITY: usize = 50_000;
+
+impl SignedCache {
+    /// The token cached for `id` when `current_kid` signed it, or what
+    /// `sign` returns (`(kid, token)`), cached.
+    pub fn get_or_sign<E>(
+        &self,
+        id: uuid::Uuid,
+        current_kid: Option<&str>,
+        sign: impl FnOnce() -> Result<(String, String), E>,
+    ) -> Result<String, E> {
+        let mut cache = match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((kid, token)) = cache.get(&id)
+            && Some(kid.as_str()) == current_kid
+        {
+            return Ok(token.clone());
+        }
+        let (kid, token) = sign()?;
+        if cache.len() >= SIGNED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(id, (kid, token.clone()));
+        Ok(token)
+    }
+}
+
 /// The process-wide, periodically reloaded key set.
 pub struct KeyManager {
     current: RwLock<Arc<KeySet>>,

@@ -76,18 +76,48 @@ pub struct Event {
     pub kind: Kind,
     pub subject: String,
     pub revoked_at: DateTime<Utc>,
+    /// When the revoked token expires (token events); otherwise every
+    /// token the event refuses expires within the access-token lifetime.
+    pub tokens_expire_by: Option<DateTime<Utc>>,
 }
 
-/// How long an event is kept: no access token issued before it can be
-/// valid after the access-token lifetime plus the validators' leeway
-/// (30 s by default); a minute covers both.
+/// Allowed for clock differences between the instances that sign tokens
+/// and record events.
+const SKEW: Duration = Duration::from_secs(60);
+
+/// The most leeway a validator may allow past `exp`
+/// (`RESOURCE_LEEWAY_SECONDS` is at most 300).
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// How long an event is kept: past the access-token lifetime, the skew
+/// allowance and the most leeway a validator may give, no token it could
+/// refuse is valid anywhere.
 pub fn retention(access_token_ttl: Duration) -> Duration {
-    access_token_ttl + Duration::from_secs(60)
+    access_token_ttl + SKEW + MAX_LEEWAY
+}
+
+/// When every token `event` can refuse has expired (before any validator's
+/// leeway): the revoked token's own expiry, or the access-token lifetime
+/// (plus the skew allowance) after the revocation.
+pub fn tokens_expire_by(event: &Event, access_token_ttl: Duration) -> i64 {
+    match event.tokens_expire_by {
+        Some(at) => at.timestamp(),
+        None => {
+            let ttl = i64::try_from((access_token_ttl + SKEW).as_secs()).unwrap_or(i64::MAX);
+            event.revoked_at.timestamp().saturating_add(ttl)
+        }
+    }
 }
 
 /// The SET's claims (RFC 8417 section 2.2): `iss`, `jti`, `iat`, `toe`, the
-/// subject as RFC 9493 `sub_id`, and the one event with its timestamp.
-pub fn set_claims(issuer: &str, event: &Event, now: DateTime<Utc>) -> Map<String, Value> {
+/// subject as RFC 9493 `sub_id`, and the one event with its timestamp and
+/// `tokens_expire_by` (ours: when a validator may forget it).
+pub fn set_claims(
+    issuer: &str,
+    event: &Event,
+    access_token_ttl: Duration,
+    now: DateTime<Utc>,
+) -> Map<String, Value> {
     let (event_type, sub_id) = match event.kind {
         Kind::Session => (
             SESSION_REVOKED,
@@ -108,14 +138,20 @@ pub fn set_claims(issuer: &str, event: &Event, now: DateTime<Utc>) -> Map<String
     claims.insert("iat".into(), json!(now.timestamp()));
     claims.insert("toe".into(), json!(at));
     claims.insert("sub_id".into(), sub_id);
-    claims.insert("events".into(), json!({ event_type: { "event_timestamp": at } }));
+    claims.insert(
+        "events".into(),
+        json!({ event_type: {
+            "event_timestamp": at,
+            "tokens_expire_by": tokens_expire_by(event, access_token_ttl),
+        } }),
+    );
     claims
 }
 
 /// An RFC 8936 section 2.4 poll request, with our `cursor`. `ack` and
 /// `setErrs` are accepted and ignored: every reader keeps its own cursor,
 /// and events expire by time rather than by acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Poll {
     /// The last `seq` the reader has; 0 (or absent) reads from the start.
     pub cursor: i64,
@@ -182,6 +218,26 @@ mod tests {
 
     use super::*;
 
+    const TTL: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn an_event_says_when_its_tokens_expire() {
+        let session = set_claims("https://as.example", &event(Kind::Session, "s1"), TTL, now());
+        assert_eq!(
+            session["events"][SESSION_REVOKED]["tokens_expire_by"],
+            json!(1_800_000_000 + 600 + 60)
+        );
+        let token = Event {
+            tokens_expire_by: Some(Utc.timestamp_opt(1_800_000_123, 0).single().unwrap()),
+            ..event(Kind::Token, "j1")
+        };
+        let claims = set_claims("https://as.example", &token, TTL, now());
+        assert_eq!(
+            claims["events"][TOKEN_REVOKED]["tokens_expire_by"],
+            json!(1_800_000_123)
+        );
+    }
+
     fn now() -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_100, 0).single().unwrap()
     }
@@ -193,12 +249,13 @@ mod tests {
             kind,
             subject: subject.into(),
             revoked_at: Utc.timestamp_opt(1_800_000_000, 0).single().unwrap(),
+            tokens_expire_by: None,
         }
     }
 
     #[test]
     fn a_session_event_is_caep_session_revoked_with_an_opaque_subject() {
-        let claims = set_claims("https://as.example", &event(Kind::Session, "s1"), now());
+        let claims = set_claims("https://as.example", &event(Kind::Session, "s1"), TTL, now());
         assert_eq!(claims["sub_id"], json!({ "format": "opaque", "id": "s1" }));
         assert_eq!(
             claims["events"][SESSION_REVOKED]["event_timestamp"],
@@ -209,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_user_event_names_the_user_by_issuer_and_subject() {
-        let claims = set_claims("https://as.example", &event(Kind::User, "u1"), now());
+        let claims = set_claims("https://as.example", &event(Kind::User, "u1"), TTL, now());
         assert_eq!(
             claims["sub_id"],
             json!({ "format": "iss_sub", "iss": "https://as.example", "sub": "u1" })
@@ -224,7 +281,7 @@ mod tests {
             (Kind::Token, TOKEN_REVOKED),
             (Kind::Client, CLIENT_REVOKED),
         ] {
-            let claims = set_claims("https://as.example", &event(kind, "x"), now());
+            let claims = set_claims("https://as.example", &event(kind, "x"), TTL, now());
             assert!(claims["events"].get(event_type).is_some(), "{kind:?}");
         }
     }

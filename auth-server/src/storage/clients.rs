@@ -284,8 +284,12 @@ pub fn delete(
         let codes =
             diesel::delete(authorization_codes::table.filter(authorization_codes::client_id.eq(client_id)))
                 .execute(conn)?;
-        let families = diesel::delete(token_families::table.filter(token_families::client_id.eq(client_id)))
-            .execute(conn)?;
+        let deleted: Vec<uuid::Uuid> =
+            diesel::delete(token_families::table.filter(token_families::client_id.eq(client_id)))
+                .returning(token_families::id)
+                .get_results(conn)?;
+        let families = deleted.len();
+        super::events::record_grants(conn, &deleted, now)?;
         let consents =
             diesel::delete(consents::table.filter(consents::client_id.eq(client_id))).execute(conn)?;
         // Waits for anything still being stored for the client, which its

@@ -34,14 +34,48 @@ pub fn record(
     subject: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    record_with_expiry(conn, kind, subject, now, None)
+}
+
+/// [`record`], knowing when the tokens it refuses expire (a revoked access
+/// token's own expiry).
+pub fn record_with_expiry(
+    conn: &mut PgConnection,
+    kind: Kind,
+    subject: &str,
+    now: DateTime<Utc>,
+    tokens_expire_by: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
     conn.transaction(|conn| {
         lock(conn)?;
         diesel::sql_query(
-            "INSERT INTO revocation_events (jti, kind, subject, revoked_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO revocation_events (jti, kind, subject, revoked_at, tokens_expire_by)
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind::<SqlUuid, _>(Uuid::new_v4())
         .bind::<Text, _>(kind.as_str())
         .bind::<Text, _>(subject)
+        .bind::<Timestamptz, _>(now)
+        .bind::<diesel::sql_types::Nullable<Timestamptz>, _>(tokens_expire_by)
+        .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Records the revocation of these grants (refresh families), one event
+/// each: every access token of a user names its grant, so a token a
+/// refresh issued while the revocation was under way is refused too.
+pub fn record_grants(conn: &mut PgConnection, grants: &[Uuid], now: DateTime<Utc>) -> Result<(), StoreError> {
+    if grants.is_empty() {
+        return Ok(());
+    }
+    conn.transaction(|conn| {
+        lock(conn)?;
+        diesel::sql_query(
+            "INSERT INTO revocation_events (jti, kind, subject, revoked_at)
+             SELECT gen_random_uuid(), 'grant', g::text, $2 FROM unnest($1::uuid[]) AS g",
+        )
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(grants)
         .bind::<Timestamptz, _>(now)
         .execute(conn)?;
         Ok(())
@@ -87,6 +121,8 @@ struct Row {
     subject: String,
     #[diesel(sql_type = Timestamptz)]
     revoked_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Timestamptz>)]
+    tokens_expire_by: Option<DateTime<Utc>>,
 }
 
 /// Up to `limit` events after `cursor` that are still within `retention`,
@@ -100,7 +136,7 @@ pub fn after(
 ) -> Result<Vec<Event>, StoreError> {
     let oldest = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT seq, jti, kind, subject, revoked_at FROM revocation_events
+        "SELECT seq, jti, kind, subject, revoked_at, tokens_expire_by FROM revocation_events
           WHERE seq > $1 AND revoked_at > $2 ORDER BY seq LIMIT $3",
     )
     .bind::<BigInt, _>(cursor)
@@ -116,7 +152,23 @@ pub fn after(
                     .ok_or_else(|| StoreError::Corrupt(format!("revocation event kind {:?}", r.kind)))?,
                 subject: r.subject,
                 revoked_at: r.revoked_at,
+                tokens_expire_by: r.tokens_expire_by,
             })
         })
         .collect()
+}
+
+/// The newest `seq` the feed has given out (0 before the first): a cursor
+/// past it was not given by this feed.
+pub fn head(conn: &mut PgConnection) -> Result<i64, StoreError> {
+    #[derive(QueryableByName)]
+    struct Head {
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+    }
+    Ok(diesel::sql_query(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS seq FROM revocation_events_seq_seq",
+    )
+    .get_result::<Head>(conn)?
+    .seq)
 }

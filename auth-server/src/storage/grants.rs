@@ -105,7 +105,7 @@ pub fn revoke_session_families(
     session_hash: &[u8],
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(
+    let revoked: Vec<Uuid> = diesel::update(
         token_families::table
             .filter(token_families::session_hash.eq(session_hash))
             .filter(token_families::revoked_at.is_null()),
@@ -114,7 +114,10 @@ pub fn revoke_session_families(
         token_families::revoked_at.eq(Some(now)),
         token_families::revoked_reason.eq(Some(RevocationReason::Logout.as_str())),
     ))
-    .execute(conn)?)
+    .returning(token_families::id)
+    .get_results(conn)?;
+    super::events::record_grants(conn, &revoked, now)?;
+    Ok(revoked.len())
 }
 
 /// Expires the session's unused authorization codes (logout), so a code
@@ -278,34 +281,33 @@ impl FamilyStore for PgStore<'_> {
         reason: RevocationReason,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let conn = &mut *self.conn;
-        let revoked = diesel::update(
-            token_families::table
-                .filter(token_families::id.eq(family_id))
-                .filter(token_families::revoked_at.is_null()),
-        )
-        .set((
-            token_families::revoked_at.eq(Some(now)),
-            token_families::revoked_reason.eq(Some(reason.as_str())),
-        ))
-        .execute(conn)?;
-        // Stolen or replayed credentials end the client's sign-in too
-        // (Back-Channel Logout); a client revoking its own token knows.
-        let compromised = matches!(
-            reason,
-            RevocationReason::RefreshTokenReused | RevocationReason::CodeReplayed
-        );
-        if revoked > 0 && compromised {
-            super::backchannel::enqueue(conn, super::backchannel::Ended::Family(family_id), now)?;
-        }
-        if revoked > 0 {
-            super::events::record(
-                conn,
-                crate::protocol::events::Kind::Grant,
-                &family_id.to_string(),
-                now,
-            )?;
-        }
-        Ok(())
+        // One transaction (a savepoint inside the caller's): the family is
+        // revoked exactly when its feed event is recorded, so a retry after
+        // a failure finds it still to do.
+        self.conn.transaction(|conn| {
+            let revoked = diesel::update(
+                token_families::table
+                    .filter(token_families::id.eq(family_id))
+                    .filter(token_families::revoked_at.is_null()),
+            )
+            .set((
+                token_families::revoked_at.eq(Some(now)),
+                token_families::revoked_reason.eq(Some(reason.as_str())),
+            ))
+            .execute(conn)?;
+            if revoked == 0 {
+                return Ok(());
+            }
+            // Stolen or replayed credentials end the client's sign-in too
+            // (Back-Channel Logout); a client revoking its own token knows.
+            let compromised = matches!(
+                reason,
+                RevocationReason::RefreshTokenReused | RevocationReason::CodeReplayed
+            );
+            if compromised {
+                super::backchannel::enqueue(conn, super::backchannel::Ended::Family(family_id), now)?;
+            }
+            super::events::record_grants(conn, &[family_id], now)
+        })
     }
 }

@@ -391,17 +391,26 @@ impl RevocationStore for PgStore<'_> {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let conn = &mut *self.conn;
-        let revoked = diesel::insert_into(revoked_access_tokens::table)
-            .values((
-                revoked_access_tokens::jti.eq(jti),
-                revoked_access_tokens::expires_at.eq(expires_at),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)?;
-        if revoked > 0 {
-            super::events::record(conn, crate::protocol::events::Kind::Token, &jti.to_string(), now)?;
-        }
-        Ok(())
+        // Revoked exactly when the feed event is recorded (see
+        // `revoke_family`).
+        self.conn.transaction(|conn| {
+            let revoked = diesel::insert_into(revoked_access_tokens::table)
+                .values((
+                    revoked_access_tokens::jti.eq(jti),
+                    revoked_access_tokens::expires_at.eq(expires_at),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+            if revoked > 0 {
+                super::events::record_with_expiry(
+                    conn,
+                    crate::protocol::events::Kind::Token,
+                    &jti.to_string(),
+                    now,
+                    Some(expires_at),
+                )?;
+            }
+            Ok(())
+        })
     }
 }

@@ -152,6 +152,7 @@ diesel::table! {
         kind -> Text,
         subject -> Text,
         revoked_at -> Timestamptz,
+        tokens_expire_by -> Nullable<Timestamptz>,
     }
 }
 

@@ -241,7 +241,7 @@ fn end_grants(
         super::backchannel::enqueue(conn, super::backchannel::Ended::User(user_id), now)?;
         codes
     };
-    let families = diesel::update(
+    let revoked: Vec<Uuid> = diesel::update(
         token_families::table
             .filter(token_families::user_id.eq(user_id))
             .filter(token_families::revoked_at.is_null()),
@@ -250,7 +250,12 @@ fn end_grants(
         token_families::revoked_at.eq(Some(now)),
         token_families::revoked_reason.eq(Some(reason.as_str())),
     ))
-    .execute(conn)?;
+    .returning(token_families::id)
+    .get_results(conn)?;
+    let families = revoked.len();
+    // Each grant by name (refused whenever its tokens were issued, so a
+    // refresh racing this change cannot slip through), and the user.
+    super::events::record_grants(conn, &revoked, now)?;
     // Offline validators refuse the user's access tokens issued until now.
     super::events::record(
         conn,
@@ -385,8 +390,11 @@ pub fn delete(
             .execute(conn)?;
         // Before the grants go, after any exchange holding a code is done.
         super::backchannel::enqueue(conn, super::backchannel::Ended::User(id), now)?;
-        let families =
-            diesel::delete(token_families::table.filter(token_families::user_id.eq(id))).execute(conn)?;
+        let deleted: Vec<Uuid> = diesel::delete(token_families::table.filter(token_families::user_id.eq(id)))
+            .returning(token_families::id)
+            .get_results(conn)?;
+        let families = deleted.len();
+        super::events::record_grants(conn, &deleted, now)?;
         let consents = diesel::delete(consents::table.filter(consents::user_id.eq(id))).execute(conn)?;
         super::throttle::clear(conn, &account_key(&user.username))?;
         diesel::delete(users::table.find(id)).execute(conn)?;

@@ -102,7 +102,12 @@ fn the_feed_is_named_in_the_metadata_and_only_allow_events_clients_read_it() {
         ..Default::default()
     });
     let refused = poll(&app, &basic(&other.client_id, &secret.unwrap()), json!({}));
-    assert_oauth_error(&refused, 401, "invalid_client");
+    assert_oauth_error(&refused, 400, "unauthorized_client");
+    assert_eq!(
+        app.sql_count("SELECT count(*) AS n FROM rate_limits WHERE key LIKE 'client:%'"),
+        0,
+        "an authenticated client is not counted as a failed secret"
+    );
     let anonymous = app.http().post_raw("/events", "application/json", "{}", &[]);
     assert_oauth_error(&anonymous, 401, "invalid_client");
     let authorization = reader(&app);
@@ -304,5 +309,124 @@ fn an_auth_server_restart_loses_no_event() {
         1,
         "{}",
         reply.body
+    );
+}
+
+#[test]
+fn an_operator_change_names_every_grant_of_the_user_so_a_racing_refresh_is_refused_too() {
+    let app = spawn_app();
+    let alice = app.create_user("alice", &["user"]);
+    let authorization = reader(&app);
+    let client = spa(&app);
+    let first = app.code_flow(&client, "alice", &[]);
+    let second = app.code_flow(&client, "alice", &[]);
+    let disabled = run_auth_binary(&app.env, &["user", "disable", "alice"], "");
+    assert!(disabled.status.success(), "{disabled:?}");
+    let (sets, _) = read(&app, &authorization, "0");
+    let mut grants: Vec<Value> = of_type(&sets, GRANT_REVOKED)
+        .iter()
+        .map(|s| s["sub_id"]["id"].clone())
+        .collect();
+    grants.sort_by_key(|g| g.to_string());
+    let mut expected = vec![
+        jwt_claims(first["access_token"].as_str().unwrap())["grant_id"].clone(),
+        jwt_claims(second["access_token"].as_str().unwrap())["grant_id"].clone(),
+    ];
+    expected.sort_by_key(|g| g.to_string());
+    assert_eq!(grants, expected);
+    assert_eq!(
+        of_type(&sets, SESSION_REVOKED)[0]["sub_id"]["sub"],
+        Value::from(alice.id.to_string())
+    );
+}
+
+#[test]
+fn a_revocation_that_cannot_record_its_event_is_not_made_and_a_retry_records_both() {
+    use diesel::RunQueryDsl as _;
+    let app = spawn_app();
+    app.create_user("alice", &["user"]);
+    let authorization = reader(&app);
+    let client = spa(&app);
+    let tokens = app.code_flow(&client, "alice", &[]);
+    let access = tokens["access_token"].as_str().unwrap();
+    // Another session holds the feed's ordering lock past the lock timeout.
+    let mut holder = app.db.connect();
+    diesel::sql_query("SELECT pg_advisory_lock(x'0a175e120015'::bigint)")
+        .execute(&mut holder)
+        .unwrap();
+    let failed = app.revoke_public(&client, access);
+    assert_ne!(failed.status, 200, "{}", failed.body);
+    assert_eq!(
+        app.sql_count("SELECT count(*) AS n FROM revoked_access_tokens"),
+        0,
+        "nothing revoked without its event"
+    );
+    diesel::sql_query("SELECT pg_advisory_unlock(x'0a175e120015'::bigint)")
+        .execute(&mut holder)
+        .unwrap();
+    assert_eq!(app.revoke_public(&client, access).status, 200);
+    let (sets, _) = read(&app, &authorization, "0");
+    assert_eq!(of_type(&sets, TOKEN_REVOKED).len(), 1);
+}
+
+#[test]
+fn wrong_secrets_for_the_feed_reader_never_lock_it_out() {
+    let app = spawn_app_with(|env| {
+        env.insert("AUTH_CLIENT_FAILURE_LIMIT".into(), "3".into());
+    });
+    let (client, secret) = app.create_client(ClientRegistration {
+        name: "Notes API".into(),
+        confidential: true,
+        allow_events: true,
+        ..Default::default()
+    });
+    for _ in 0..6 {
+        let wrong = poll(&app, &basic(&client.client_id, "not-the-secret"), json!({}));
+        assert_oauth_error(&wrong, 401, "invalid_client");
+    }
+    let right = poll(
+        &app,
+        &basic(&client.client_id, &secret.unwrap()),
+        json!({ "returnImmediately": true }),
+    );
+    assert_eq!(right.status, 200, "{}", right.body);
+}
+
+#[test]
+fn a_cursor_this_feed_never_gave_is_refused_so_the_reader_starts_again() {
+    let app = spawn_app();
+    let authorization = reader(&app);
+    let ahead = poll(
+        &app,
+        &authorization,
+        json!({ "cursor": "99999999", "returnImmediately": true }),
+    );
+    assert_oauth_error(&ahead, 400, "invalid_request");
+}
+
+#[test]
+fn another_user_signing_in_in_the_same_browser_ends_the_first_users_session_in_the_feed() {
+    let app = spawn_app();
+    app.create_user("alice", &["user"]);
+    app.create_user("bob", &["user"]);
+    let authorization = reader(&app);
+    let client = spa(&app);
+    let mut browser = app.browser();
+    let (code, verifier) = app.obtain_code(&mut browser, &client, "alice", &[]);
+    let alices = app.redeem_code(&client, None, &code, &verifier).json();
+    // Bob signs in on the same browser's sign-in page.
+    let page = browser.get("/login?fresh=1");
+    let csrf = page.input_value("csrf_token").unwrap();
+    let signed_in = browser.post_form(
+        "/login",
+        &[("username", "bob"), ("password", PASSWORD), ("csrf_token", &csrf)],
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let (sets, _) = read(&app, &authorization, "0");
+    let access = jwt_claims(alices["access_token"].as_str().unwrap());
+    assert_eq!(of_type(&sets, SESSION_REVOKED)[0]["sub_id"]["id"], access["sid"]);
+    assert_eq!(
+        of_type(&sets, GRANT_REVOKED)[0]["sub_id"]["id"],
+        access["grant_id"]
     );
 }

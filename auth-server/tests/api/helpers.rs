@@ -127,9 +127,13 @@ impl TestApp {
     /// Stops the server (the database stays until the value is dropped).
     pub fn stop(&mut self) {
         if let Some((server, admin)) = self.handles.take() {
+            // A server whose system has already ended may never answer `stop`.
             actix_web::rt::System::new().block_on(async {
-                server.stop(false).await;
-                admin.stop(false).await;
+                let stop = async {
+                    server.stop(false).await;
+                    admin.stop(false).await;
+                };
+                let _ = actix_web::rt::time::timeout(std::time::Duration::from_secs(15), stop).await;
             });
         }
         if let Some(thread) = self.thread.take() {
@@ -733,9 +737,13 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         if let Some((server, admin)) = self.handles.take() {
+            // A server whose system has already ended may never answer `stop`.
             actix_web::rt::System::new().block_on(async {
-                server.stop(false).await;
-                admin.stop(false).await;
+                let stop = async {
+                    server.stop(false).await;
+                    admin.stop(false).await;
+                };
+                let _ = actix_web::rt::time::timeout(std::time::Duration::from_secs(15), stop).await;
             });
         }
         if let Some(thread) = self.thread.take() {

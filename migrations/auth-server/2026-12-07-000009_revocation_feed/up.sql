@@ -20,6 +20,10 @@ CREATE TABLE revocation_events (
     -- refused.
     kind       text NOT NULL CHECK (kind IN ('session', 'grant', 'token', 'user', 'client')),
     subject    text NOT NULL CHECK (length(subject) BETWEEN 1 AND 200),
-    revoked_at timestamptz NOT NULL
+    revoked_at timestamptz NOT NULL,
+    -- When every token the event can refuse has expired, where that is
+    -- known more exactly than "revoked_at plus the access-token lifetime"
+    -- (a revoked access token's own expiry).
+    tokens_expire_by timestamptz
 );
 CREATE INDEX revocation_events_revoked_at_idx ON revocation_events (revoked_at);

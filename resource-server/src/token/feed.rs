@@ -11,8 +11,9 @@
 //! Every SET is verified against the JWKS the validator already holds
 //! (`verify::verify_set`); one whose key is unknown triggers the usual
 //! single-flight JWKS refetch, and if the key is still unknown the batch is
-//! read again later rather than skipped. A tampered or unsigned event is
-//! ignored, logged and counted. When the feed cannot be reached the server
+//! read again later rather than skipped. A tampered, unsigned or mistyped
+//! event is ignored, logged and counted. The server is not ready
+//! (`/readyz`) until it has read the whole feed once. When the feed cannot be reached the server
 //! keeps serving with what it has and retries with backoff; `/metrics`
 //! shows the lag and `/healthz` turns unhealthy after
 //! `RESOURCE_EVENTS_MAX_STALENESS`.
@@ -44,6 +45,9 @@ pub struct FeedStatus {
     /// Unix seconds of the last successful read (or of the start).
     last_read: AtomicI64,
     max_staleness: i64,
+    /// The whole feed was read once: until then the server is not ready
+    /// (it would accept tokens the feed has already revoked).
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl FeedStatus {
@@ -51,7 +55,13 @@ impl FeedStatus {
         Self {
             last_read: AtomicI64::new(now),
             max_staleness: i64::try_from(max_staleness.as_secs()).unwrap_or(i64::MAX),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the feed has been read to its end at least once.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
     }
 
     /// Seconds since the feed was last read.
@@ -191,6 +201,14 @@ impl Feed {
             }
         };
         let status = response.status().as_u16();
+        if status == 400 {
+            // Our cursor is not one this feed gave (restored or replaced):
+            // read it again from the start; events are idempotent.
+            *lock(&self.cursor) = "0".to_owned();
+            return Err(format!(
+                "POST {endpoint}: the feed refused our cursor; reading it from the start"
+            ));
+        }
         if status != 200 {
             return Err(format!("POST {endpoint}: status {status}"));
         }
@@ -238,7 +256,18 @@ enum Applied {
     Retry,
 }
 
-async fn apply(validator: &TokenValidator, issuer: &str, sets: &[String], metrics: &Metrics) -> Applied {
+/// Reads of one batch that found a SET's key unknown before the SET is
+/// given up as signed by a stranger: with the backoff, about 16 s, longer
+/// than the JWKS refetch interval, so the issuer's newest keys were fetched.
+const UNKNOWN_KEY_RETRIES: u32 = 6;
+
+async fn apply(
+    validator: &TokenValidator,
+    issuer: &str,
+    sets: &[String],
+    metrics: &Metrics,
+    give_up_unknown_keys: bool,
+) -> Applied {
     let (mut applied, mut rejected) = (0, 0);
     for set in sets {
         let Some(keys) = validator.jwks.keys() else {
@@ -251,8 +280,12 @@ async fn apply(validator: &TokenValidator, issuer: &str, sets: &[String], metric
                     Some(keys) => verified = verify::verify_set(set, &keys, issuer),
                     None => return Applied::Retry,
                 },
-                Lookup::Unknown => {}
-                Lookup::IssuerUnreachable | Lookup::InProgress => return Applied::Retry,
+                // The issuer signs only with keys it published first: an
+                // unknown key means our JWKS is behind (or was refetched a
+                // moment ago); read the batch again rather than lose it,
+                // until that has gone on too long.
+                Lookup::Unknown if give_up_unknown_keys => {}
+                Lookup::Unknown | Lookup::IssuerUnreachable | Lookup::InProgress => return Applied::Retry,
             }
         }
         match verified {
@@ -282,6 +315,7 @@ pub async fn follow(feed: Arc<Feed>, validator: Arc<TokenValidator>, metrics: Ar
     let mut backoff = Duration::from_millis(250);
     // Catch up without waiting first; then long-poll.
     let mut wait = false;
+    let mut unknown_key_retries = 0;
     loop {
         let polling = Arc::clone(&feed);
         let result = db::run_blocking(move || polling.poll(wait))
@@ -289,10 +323,22 @@ pub async fn follow(feed: Arc<Feed>, validator: Arc<TokenValidator>, metrics: Ar
             .unwrap_or_else(|e| Err(e.to_string()));
         let now = validator.now();
         match result {
-            Ok(batch) => match apply(&validator, &feed.issuer, &batch.sets, &metrics).await {
+            Ok(batch) => match apply(
+                &validator,
+                &feed.issuer,
+                &batch.sets,
+                &metrics,
+                unknown_key_retries >= UNKNOWN_KEY_RETRIES,
+            )
+            .await
+            {
                 Applied::Done { applied, rejected } => {
+                    unknown_key_retries = 0;
                     *lock(&feed.cursor) = batch.cursor;
                     feed.status.read_at(now);
+                    if !batch.more {
+                        feed.status.caught_up.store(true, Ordering::Release);
+                    }
                     backoff = Duration::from_millis(250);
                     wait = !batch.more;
                     if applied > 0 {
@@ -305,27 +351,45 @@ pub async fn follow(feed: Arc<Feed>, validator: Arc<TokenValidator>, metrics: Ar
                     }
                 }
                 Applied::Retry => {
+                    unknown_key_retries += 1;
                     tracing::warn!("revocation feed: an event's key is not available yet; reading again");
-                    actix_web::rt::time::sleep(backoff).await;
+                    pause(&feed, &validator, &metrics, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             },
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot read the revocation feed");
-                actix_web::rt::time::sleep(backoff).await;
+                pause(&feed, &validator, &metrics, backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
         validator.revocations.prune(now);
-        metrics.set_gauge(
-            "revocation_feed_lag_seconds",
-            "Seconds since the revocation feed was last read.",
-            feed.status.lag(now) as f64,
-        );
-        metrics.set_gauge(
-            "revocations_held",
-            "Revocations from the feed held in memory.",
-            validator.revocations.len() as f64,
-        );
+        report(&feed, &validator, &metrics);
+    }
+}
+
+/// The feed's gauges in `/metrics`, as of now.
+fn report(feed: &Feed, validator: &TokenValidator, metrics: &Metrics) {
+    metrics.set_gauge(
+        "revocation_feed_lag_seconds",
+        "Seconds since the revocation feed was last read.",
+        feed.status.lag(validator.now()) as f64,
+    );
+    metrics.set_gauge(
+        "revocations_held",
+        "Revocations from the feed held in memory.",
+        validator.revocations.len() as f64,
+    );
+}
+
+/// Waits `backoff` before the next try, keeping the lag in `/metrics`
+/// current meanwhile.
+async fn pause(feed: &Feed, validator: &TokenValidator, metrics: &Metrics, backoff: Duration) {
+    let mut left = backoff;
+    while !left.is_zero() {
+        let step = left.min(Duration::from_secs(1));
+        actix_web::rt::time::sleep(step).await;
+        left -= step;
+        report(feed, validator, metrics);
     }
 }

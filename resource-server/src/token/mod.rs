@@ -74,7 +74,10 @@ impl TokenValidator {
         let retention = policy.max_lifetime + policy.leeway;
         Self {
             jwks,
-            revocations: Revocations::new(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX)),
+            revocations: Revocations::new(
+                i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
+                i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX),
+            ),
             policy,
             cache: VerifiedCache::new(CACHE_CAPACITY),
             clock: Clock::system(),

@@ -1,8 +1,12 @@
 //! What the issuer's revocation feed has said, in memory: per kind of
 //! subject (session `sid`, `grant_id`, token `jti`, user `sub`,
-//! `client_id`) the time of its latest revocation. A token of a revoked
-//! subject issued (`iat`) at or before that time is refused; a later one
-//! (the user signed in again, the client got a new token) is not.
+//! `client_id`) the time of its latest revocation.
+//!
+//! A session, a grant or a single token never comes back once revoked, so
+//! every token naming one is refused, whenever it was issued (a refresh
+//! that raced the revocation cannot slip through on its `iat`). A user or
+//! a client lives on (re-enabled, a new secret), so only its tokens issued
+//! (`iat`) at or before the revocation are refused.
 //!
 //! Per request this is at most five hash lookups under a read lock: no
 //! network call, no database. Entries are dropped once no token they could
@@ -11,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -34,12 +39,15 @@ pub enum Kind {
 }
 
 /// One revocation: tokens of `subject` issued at or before `at` (seconds)
-/// are refused.
+/// are refused. `until`, when the issuer says it, is when every token the
+/// revocation can refuse has expired (the issuer knows its access-token
+/// lifetime, and a revoked token's own `exp`): the entry is dropped then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     pub kind: Kind,
     pub subject: String,
     pub at: i64,
+    pub until: Option<i64>,
 }
 
 /// Reads a verified SET's event. `None` for an event this server does not
@@ -69,40 +77,67 @@ pub fn from_set(claims: &Map<String, Value>, issuer: &str) -> Option<Revocation>
         kind,
         subject: subject.to_owned(),
         at,
+        until: event.get("tokens_expire_by").and_then(Value::as_i64),
     })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    at: i64,
+    /// When the entry can go: no token it refuses is valid any more.
+    drop_at: i64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_kind: HashMap<Kind, HashMap<String, i64>>,
+    by_kind: HashMap<Kind, HashMap<String, Entry>>,
 }
 
-/// The revocations the feed delivered, kept for `retention` seconds.
+/// The revocations the feed delivered.
 #[derive(Debug)]
 pub struct Revocations {
     inner: RwLock<Inner>,
+    /// The longest an entry is kept: the longest token lifetime accepted
+    /// plus the leeway, whatever the issuer says.
     retention: i64,
+    leeway: i64,
+    /// When [`Revocations::prune`] next scans (it takes the write lock).
+    next_prune: AtomicI64,
 }
 
+/// Seconds between two scans for expired entries.
+const PRUNE_EVERY: i64 = 10;
+
 impl Revocations {
-    /// `retention`: seconds a revocation is kept after its time; at least
-    /// the longest token lifetime accepted plus the leeway.
-    pub fn new(retention: i64) -> Self {
+    /// `retention`: the longest token lifetime accepted plus `leeway`
+    /// (seconds); an entry is never kept longer.
+    pub fn new(retention: i64, leeway: i64) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
             retention,
+            leeway,
+            next_prune: AtomicI64::new(0),
         }
     }
 
     /// Records a revocation (a later time for the same subject wins).
     pub fn add(&self, revocation: Revocation) {
+        let limit = revocation.at.saturating_add(self.retention);
+        let drop_at = match revocation.until {
+            Some(until) => until.saturating_add(self.leeway).min(limit),
+            None => limit,
+        };
         let mut inner = match self.inner.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let times = inner.by_kind.entry(revocation.kind).or_default();
-        let at = times.entry(revocation.subject).or_insert(revocation.at);
-        *at = (*at).max(revocation.at);
+        let entries = inner.by_kind.entry(revocation.kind).or_default();
+        let entry = entries.entry(revocation.subject).or_insert(Entry {
+            at: revocation.at,
+            drop_at,
+        });
+        entry.at = entry.at.max(revocation.at);
+        entry.drop_at = entry.drop_at.max(drop_at);
     }
 
     /// Whether the token was revoked by anything the feed said.
@@ -114,27 +149,31 @@ impl Revocations {
         if inner.by_kind.is_empty() {
             return false;
         }
-        let revoked = |kind: Kind, subject: Option<&str>| {
-            subject
-                .and_then(|s| inner.by_kind.get(&kind)?.get(s))
-                .is_some_and(|at| claims.iat <= *at)
-        };
-        revoked(Kind::Token, Some(&claims.jti))
-            || revoked(Kind::Session, claims.sid.as_deref())
-            || revoked(Kind::Grant, claims.grant_id.as_deref())
-            || revoked(Kind::User, Some(&claims.sub))
-            || revoked(Kind::Client, Some(&claims.client_id))
+        let entry =
+            |kind: Kind, subject: Option<&str>| subject.and_then(|s| inner.by_kind.get(&kind)?.get(s));
+        let ended = |kind: Kind, subject: Option<&str>| entry(kind, subject).is_some();
+        let issued_before =
+            |kind: Kind, subject: &str| entry(kind, Some(subject)).is_some_and(|e| claims.iat <= e.at);
+        ended(Kind::Token, Some(&claims.jti))
+            || ended(Kind::Session, claims.sid.as_deref())
+            || ended(Kind::Grant, claims.grant_id.as_deref())
+            || issued_before(Kind::User, &claims.sub)
+            || issued_before(Kind::Client, &claims.client_id)
     }
 
-    /// Drops revocations older than the retention at `now` (seconds).
+    /// Drops the entries whose tokens have all expired at `now` (seconds);
+    /// scans at most every few seconds, whatever calls it.
     pub fn prune(&self, now: i64) {
+        if now < self.next_prune.load(Ordering::Relaxed) {
+            return;
+        }
+        self.next_prune.store(now + PRUNE_EVERY, Ordering::Relaxed);
         let mut inner = match self.inner.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let oldest = now - self.retention;
-        for times in inner.by_kind.values_mut() {
-            times.retain(|_, at| *at >= oldest);
+        for entries in inner.by_kind.values_mut() {
+            entries.retain(|_, e| e.drop_at >= now);
         }
     }
 
@@ -179,19 +218,14 @@ mod tests {
             kind,
             subject: subject.into(),
             at,
+            until: None,
         }
     }
 
     #[test]
-    fn each_kind_refuses_tokens_issued_until_its_time_and_no_later() {
-        for (kind, subject) in [
-            (Kind::Session, "s1"),
-            (Kind::Grant, "g1"),
-            (Kind::Token, "j1"),
-            (Kind::User, "u1"),
-            (Kind::Client, "c1"),
-        ] {
-            let revocations = Revocations::new(900);
+    fn users_and_clients_refuse_tokens_issued_until_their_time_and_no_later() {
+        for (kind, subject) in [(Kind::User, "u1"), (Kind::Client, "c1")] {
+            let revocations = Revocations::new(900, 30);
             assert!(!revocations.refuses(&claims(100)));
             revocations.add(revocation(kind, subject, 100));
             assert!(revocations.refuses(&claims(100)), "{kind:?}");
@@ -203,12 +237,41 @@ mod tests {
     }
 
     #[test]
-    fn old_revocations_are_pruned() {
-        let revocations = Revocations::new(900);
+    fn sessions_grants_and_tokens_are_refused_whenever_their_tokens_were_issued() {
+        for (kind, subject) in [(Kind::Session, "s1"), (Kind::Grant, "g1"), (Kind::Token, "j1")] {
+            let revocations = Revocations::new(900, 30);
+            revocations.add(revocation(kind, subject, 100));
+            // A refresh that raced the revocation is issued a moment later.
+            assert!(revocations.refuses(&claims(102)), "{kind:?}");
+            revocations.add(revocation(kind, "someone-else", 200));
+            let mut other = claims(150);
+            other.jti = "j2".into();
+            other.sid = Some("s2".into());
+            other.grant_id = Some("g2".into());
+            assert!(revocations.refuses(&claims(150)), "{kind:?}");
+            assert!(!revocations.refuses(&other), "{kind:?}: another subject");
+        }
+    }
+
+    #[test]
+    fn entries_go_when_their_tokens_have_expired() {
+        let revocations = Revocations::new(900, 30);
         revocations.add(revocation(Kind::User, "u1", 100));
+        revocations.add(Revocation {
+            until: Some(700),
+            ..revocation(Kind::Token, "j9", 100)
+        });
         revocations.add(revocation(Kind::User, "u2", 1000));
-        revocations.prune(1000);
-        assert_eq!(revocations.len(), 2);
+        revocations.prune(730);
+        assert_eq!(revocations.len(), 3);
+        revocations.next_prune.store(0, Ordering::Relaxed);
+        revocations.prune(731);
+        assert_eq!(
+            revocations.len(),
+            2,
+            "the token's entry went at its exp plus the leeway"
+        );
+        revocations.next_prune.store(0, Ordering::Relaxed);
         revocations.prune(1001);
         assert_eq!(revocations.len(), 1);
     }

@@ -224,7 +224,9 @@ impl FakeIssuer {
 impl Drop for FakeIssuer {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            actix_web::rt::System::new().block_on(handle.stop(false));
+            actix_web::rt::System::new().block_on(async {
+                let _ = actix_web::rt::time::timeout(Duration::from_secs(15), handle.stop(false)).await;
+            });
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -302,9 +304,13 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some((server, admin)) = self.handles.take() {
+            // A server whose system has already ended may never answer `stop`.
             actix_web::rt::System::new().block_on(async {
-                server.stop(false).await;
-                admin.stop(false).await;
+                let stop = async {
+                    server.stop(false).await;
+                    admin.stop(false).await;
+                };
+                let _ = actix_web::rt::time::timeout(std::time::Duration::from_secs(15), stop).await;
             });
         }
         if let Some(thread) = self.thread.take() {
@@ -592,7 +598,9 @@ impl FakeIssuer {
     /// starts it again on the same address.
     pub fn stop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            actix_web::rt::System::new().block_on(handle.stop(false));
+            actix_web::rt::System::new().block_on(async {
+                let _ = actix_web::rt::time::timeout(Duration::from_secs(15), handle.stop(false)).await;
+            });
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
