@@ -16,6 +16,7 @@ pub mod db;
 pub mod headers;
 pub mod jwt;
 pub mod metrics;
+pub mod secevent;
 pub mod secret;
 pub mod server;
 pub mod telemetry;

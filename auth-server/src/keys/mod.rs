@@ -328,6 +328,15 @@ impl KeySet {
 
     /// [`KeySet::verify`], with the `kid` of the key that verified it.
     fn verify_with_kid(&self, token: &str, now: DateTime<Utc>) -> Option<(Map<String, Value>, String)> {
+        let (claims, header) = self.decode(token, now)?;
+        oauth_common::jwt::check_type(header.token_type()).ok()?;
+        let kid = header.key_id()?.to_owned();
+        Some((claims, kid))
+    }
+
+    /// A token's claims and header if a key published at `now` signed it
+    /// (the key named by its `kid`, with that key's algorithm).
+    fn decode(&self, token: &str, now: DateTime<Utc>) -> Option<(Map<String, Value>, JwsHeader)> {
         let published = self.published(now);
         let (payload, header) = jwt::decode_with_verifier_selector(token, |header| {
             Ok(header
@@ -336,9 +345,7 @@ impl KeySet {
                 .map(|k| &k.material.verifier as &dyn josekit::jws::JwsVerifier))
         })
         .ok()?;
-        oauth_common::jwt::check_type(header.token_type()).ok()?;
-        let kid = header.key_id()?.to_owned();
-        Some((payload.claims_set().clone(), kid))
+        Some((payload.claims_set().clone(), header))
     }
 
     /// The claims of an ID token we signed with a key that is still
@@ -352,19 +359,11 @@ impl KeySet {
         issuer: &str,
         now: DateTime<Utc>,
     ) -> Option<Map<String, Value>> {
-        let published = self.published(now);
-        let (payload, header) = jwt::decode_with_verifier_selector(token, |header| {
-            Ok(header
-                .key_id()
-                .and_then(|kid| published.iter().find(|k| k.kid == kid))
-                .map(|k| &k.material.verifier as &dyn josekit::jws::JwsVerifier))
-        })
-        .ok()?;
+        let (claims, header) = self.decode(token, now)?;
         if header.token_type() != Some(JwtType::Id.header()) {
             return None;
         }
-        let claims = payload.claims_set();
-        (claims.get("iss").and_then(Value::as_str) == Some(issuer)).then(|| claims.clone())
+        (claims.get("iss").and_then(Value::as_str) == Some(issuer)).then_some(claims)
     }
 
     /// Whether `kid` is among the keys a verifier may meet at `now`.

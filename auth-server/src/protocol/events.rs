@@ -22,12 +22,7 @@ use uuid::Uuid;
 
 use super::OAuthError;
 
-/// OpenID CAEP 1.0 section 3.1.
-pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
-/// Our own event types, where no registered one fits.
-pub const GRANT_REVOKED: &str = "urn:x-oauth-notes:secevent:grant-revoked";
-pub const TOKEN_REVOKED: &str = "urn:x-oauth-notes:secevent:token-revoked";
-pub const CLIENT_REVOKED: &str = "urn:x-oauth-notes:secevent:client-revoked";
+pub use oauth_common::secevent::{CLIENT_REVOKED, GRANT_REVOKED, SESSION_REVOKED, TOKEN_REVOKED};
 
 /// Events per poll when the request does not say.
 pub const DEFAULT_MAX_EVENTS: i64 = 1000;

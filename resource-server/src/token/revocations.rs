@@ -21,12 +21,7 @@ use serde_json::{Map, Value};
 
 use super::Claims;
 
-/// OpenID CAEP 1.0 section 3.1: a session, or (subject `iss_sub`) every
-/// session of a user.
-pub const SESSION_REVOKED: &str = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
-pub const GRANT_REVOKED: &str = "urn:x-oauth-notes:secevent:grant-revoked";
-pub const TOKEN_REVOKED: &str = "urn:x-oauth-notes:secevent:token-revoked";
-pub const CLIENT_REVOKED: &str = "urn:x-oauth-notes:secevent:client-revoked";
+pub use oauth_common::secevent::{CLIENT_REVOKED, GRANT_REVOKED, SESSION_REVOKED, TOKEN_REVOKED};
 
 /// What an event names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -226,18 +226,20 @@ pub fn key_id(token: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Verifies `token` against `keys` and `policy` at `now`.
-pub fn verify(
+/// A compact JWS's claims and `kid` if a key of `keys` signed it: the key
+/// named by its `kid`, with that key's own algorithm (never the header's
+/// choice, RFC 8725 section 3.1). `typ_ok` judges the header's `typ`
+/// first, so a JWT of another kind is refused before any signature work.
+fn signed_claims(
     token: &str,
     keys: &KeySet,
-    policy: &Policy,
-    now: DateTime<Utc>,
-) -> Result<Claims, VerifyError> {
+    typ_ok: impl FnOnce(Option<&str>) -> Result<(), VerifyError>,
+) -> Result<(serde_json::Map<String, Value>, String), VerifyError> {
     if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
         return Err(VerifyError::Invalid("malformed token"));
     }
     let header = header(token)?;
-    jwt::check_type(header.get("typ").and_then(Value::as_str)).map_err(invalid)?;
+    typ_ok(header.get("typ").and_then(Value::as_str))?;
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("none");
     let kid = header
         .get("kid")
@@ -251,8 +253,18 @@ pub fn verify(
     }
     let (payload, _) = josekit::jwt::decode_with_verifier(token, key.verifier.as_ref())
         .map_err(|_| VerifyError::Invalid("signature verification failed"))?;
-    let claims = payload.claims_set();
+    Ok((payload.claims_set().clone(), kid.to_owned()))
+}
 
+/// Verifies `token` against `keys` and `policy` at `now`.
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<Claims, VerifyError> {
+    let (claims, kid) = signed_claims(token, keys, |typ| jwt::check_type(typ).map_err(invalid))?;
+    let claims = &claims;
     jwt::check_issuer(claims, &policy.issuer).map_err(invalid)?;
     jwt::check_audience(claims, &policy.audience).map_err(invalid)?;
     let rules = jwt::TimeRules {
@@ -287,7 +299,7 @@ pub fn verify(
         iat,
         sid: string(claims, "sid"),
         grant_id: string(claims, "grant_id"),
-        kid: kid.to_owned(),
+        kid,
     })
 }
 
@@ -300,30 +312,16 @@ pub fn verify_set(
     keys: &KeySet,
     issuer: &str,
 ) -> Result<serde_json::Map<String, Value>, VerifyError> {
-    if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
-        return Err(VerifyError::Invalid("malformed event"));
-    }
-    let header = header(token)?;
-    let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
-    if !typ.eq_ignore_ascii_case("secevent+jwt") && !typ.eq_ignore_ascii_case("application/secevent+jwt") {
-        return Err(VerifyError::Invalid("not a security event token"));
-    }
-    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("none");
-    let kid = header
-        .get("kid")
-        .and_then(Value::as_str)
-        .ok_or(VerifyError::Invalid("event has no key id"))?;
-    let key = keys
-        .find(kid)
-        .ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()))?;
-    if alg != key.alg {
-        return Err(VerifyError::Invalid("event algorithm does not match its key"));
-    }
-    let (payload, _) = josekit::jwt::decode_with_verifier(token, key.verifier.as_ref())
-        .map_err(|_| VerifyError::Invalid("event signature verification failed"))?;
-    let claims = payload.claims_set();
-    jwt::check_issuer(claims, issuer).map_err(invalid)?;
-    Ok(claims.clone())
+    let (claims, _) = signed_claims(token, keys, |typ| {
+        let typ = typ.unwrap_or("");
+        if typ.eq_ignore_ascii_case("secevent+jwt") || typ.eq_ignore_ascii_case("application/secevent+jwt") {
+            Ok(())
+        } else {
+            Err(VerifyError::Invalid("not a security event token"))
+        }
+    })?;
+    jwt::check_issuer(&claims, issuer).map_err(invalid)?;
+    Ok(claims)
 }
 
 #[cfg(test)]
