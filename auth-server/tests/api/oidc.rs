@@ -80,7 +80,16 @@ fn sign_in_with(app: &TestApp, browser: &mut Browser, client: &Client, extra: &[
     reply.json()
 }
 
-fn openid(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+/// A `prompt=none` authorization request for `client` carrying `hint` as
+/// its `id_token_hint`.
+fn silent_with_hint(client: &Client, hint: &str) -> String {
+    let (_, challenge) = pkce();
+    let mut params = openid(&[("prompt", "none")]);
+    params.push(("id_token_hint", hint));
+    authorize_url(client, &challenge, &params)
+}
+
+fn openid<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut all = vec![("scope", "openid profile notes:read"), ("nonce", NONCE)];
     all.extend_from_slice(extra);
     all
@@ -466,25 +475,10 @@ fn core_3_1_2_1_id_token_hint_for_another_user_with_prompt_none_is_login_require
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, challenge) = pkce();
-    let for_bob = authorize_url(
-        &client,
-        &challenge,
-        &openid(&[
-            ("prompt", "none"),
-            ("id_token_hint", Box::leak(bob_id_token.into_boxed_str())),
-        ]),
-    );
+    let for_bob = silent_with_hint(&client, &bob_id_token);
     let back = redirect_of(&app, &mut alices, &for_bob);
     assert_eq!(query_value(&back, "error").as_deref(), Some("login_required"));
-    let for_alice = authorize_url(
-        &client,
-        &challenge,
-        &openid(&[
-            ("prompt", "none"),
-            ("id_token_hint", Box::leak(alice_id_token.into_boxed_str())),
-        ]),
-    );
+    let for_alice = silent_with_hint(&client, &alice_id_token);
     let back = redirect_of(&app, &mut alices, &for_alice);
     assert!(query_value(&back, "code").is_some(), "{back}");
 }
@@ -1057,15 +1051,7 @@ fn core_3_1_2_1_an_id_token_hint_of_another_client_is_refused() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, challenge) = pkce();
-    let probe = authorize_url(
-        &tracker,
-        &challenge,
-        &openid(&[
-            ("prompt", "none"),
-            ("id_token_hint", Box::leak(id_token.into_boxed_str())),
-        ]),
-    );
+    let probe = silent_with_hint(&tracker, &id_token);
     let back = redirect_of(&app, &mut browser, &probe);
     assert_eq!(query_value(&back, "error").as_deref(), Some("invalid_request"));
 }
